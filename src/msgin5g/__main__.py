@@ -1,0 +1,3 @@
+from msgin5g.cli.main import main
+
+raise SystemExit(main())
