@@ -1,0 +1,127 @@
+"""`msgin5g ue register`: one UE runs 5G AKA, AKMA and REG against a deployment."""
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from msgin5g.cli.errors import UsageError
+from msgin5g.service.client import REGISTERED, new_http_client, register_ue
+from msgin5g.service.ue_profile import ProfileError, UeProfile, profile_from_mapping
+from msgin5g.service.usim import Usim
+
+# Options that override (or replace) keys of the YAML file: option -> key path.
+OPTION_KEYS = {
+    "supi": ("supi",),
+    "k": ("k",),
+    "op": ("op",),
+    "opc": ("opc",),
+    "mcc": ("home_network", "mcc"),
+    "mnc": ("home_network", "mnc"),
+    "rid": ("routing_indicator",),
+    "ue_service_id": ("ue_service_id",),
+    "ausf": ("ausf", "uri"),
+    "server_fqdn": ("server", "fqdn"),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    ue = subparsers.add_parser("ue", help="run a simulated UE (MSGin5G Client)")
+    commands = ue.add_subparsers(dest="ue_command", metavar="UE_COMMAND", required=True)
+
+    register = commands.add_parser(
+        "register",
+        help="authenticate with 5G AKA, derive K_AF and register at the MSGin5G Server",
+        description=(
+            "Values come from --config (a YAML file) and from options; an option "
+            "overrides the same key of the file."
+        ),
+    )
+    register.add_argument("--config", type=Path, help="UE configuration YAML file")
+    register.add_argument("--supi", help="SUPI, for example imsi-001010000000001")
+    register.add_argument("--k", help="subscriber key K, 32 hexadecimal digits (16 octets)")
+    register.add_argument("--op", help="operator variant OP, 32 hexadecimal digits")
+    register.add_argument("--opc", help="OPc, 32 hexadecimal digits (instead of --op)")
+    register.add_argument("--mcc", help="home network MCC, 3 digits")
+    register.add_argument("--mnc", help="home network MNC, 2 or 3 digits")
+    register.add_argument("--rid", help="routing indicator, 1 to 4 digits (default 0)")
+    register.add_argument("--ue-service-id", help="UE service ID to register")
+    register.add_argument("--ausf", help="AUSF base URI, for example http://127.0.0.1:8001")
+    register.add_argument("--server", help="MSGin5G Server address as HOST:PORT")
+    register.add_argument("--server-fqdn", help="MSGin5G Server FQDN (enters AF_ID and SNI)")
+    register.add_argument("--json", action="store_true", help="print the result as JSON")
+    register.set_defaults(handler=run_register)
+
+
+def run_register(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    outcome = asyncio.run(_register(profile))
+
+    if args.json:
+        print(json.dumps({
+            "ue_service_id": profile.ue_service_id,
+            "outcome": outcome.outcome,
+            "cause": outcome.cause,
+            "detail": outcome.detail,
+            "ms": round(outcome.milliseconds, 1),
+            "profile": outcome.profile,
+        }, indent=2))
+    else:
+        cause = f" ({outcome.cause})" if outcome.cause else ""
+        print(f"{outcome.outcome}{cause}: {outcome.detail} [{outcome.milliseconds:.0f} ms]")
+    return 0 if outcome.outcome == REGISTERED else 1
+
+
+async def _register(profile: UeProfile):
+    usim = Usim(k=profile.k, opc=profile.opc)
+    async with new_http_client() as http:
+        return await register_ue(http, profile, usim)
+
+
+def _profile(args: argparse.Namespace) -> UeProfile:
+    document = _read_config(args.config) if args.config else {}
+    for option, path in OPTION_KEYS.items():
+        value = getattr(args, option)
+        if value is not None:
+            _set(document, path, value)
+    if args.op is not None:
+        document.pop("opc", None)
+    if args.opc is not None:
+        document.pop("op", None)
+    if args.server is not None:
+        host, port = _split_address(args.server)
+        _set(document, ("server", "host"), host)
+        _set(document, ("server", "port"), port)
+
+    try:
+        return profile_from_mapping(document)
+    except ProfileError as error:
+        raise UsageError(f"{error} (in --config or as an option)") from error
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"cannot read --config {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise UsageError(f"--config {path} is not valid YAML: {error}") from error
+    if not isinstance(document, dict):
+        raise UsageError(f"--config {path} must hold a mapping of keys to values")
+    return document
+
+
+def _set(document: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        document = document.setdefault(key, {})
+    document[path[-1]] = value
+
+
+def _split_address(text: str) -> tuple[str, int]:
+    host, separator, port = text.rpartition(":")
+    if not separator or not host or not port.isdigit():
+        raise UsageError(f"invalid --server {text!r}: use HOST:PORT, for example 127.0.0.1:5684")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,126 @@
+"""A whole deployment on loopback: UDM, AUSF, AAnF, CM server and MSGin5G Server.
+
+Each service runs as its own `msgin5g serve` process with its own YAML file
+in the working folder, and all share one SQLite file there. The services
+start in dependency order, because the AUSF needs the URIs of the UDM and the
+AAnF, and the MSGin5G Server those of the AAnF and the CM server.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from msgin5g.deployment.processes import ServiceProcess, start_service, stop_process
+
+DATABASE_FILE = "msgin5g.sqlite3"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """What the service configurations need from the demo plan."""
+
+    mcc: str
+    mnc: str
+    server_fqdn: str
+    k_af_lifetime_seconds: int = 3600
+
+
+@dataclass
+class LocalDeployment:
+    """Running services by name, and where the MSGin5G Server listens."""
+
+    workdir: Path
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / DATABASE_FILE
+
+    @property
+    def ausf_uri(self) -> str:
+        return self.services["ausf"].uri
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """Host and port of the MSGin5G Server, from its coaps+tcp:// URI."""
+        parts = urlsplit(self.services["server"].uri)
+        return parts.hostname or LOOPBACK, parts.port or 0
+
+    async def stop(self) -> None:
+        """Stop every service, the last started first."""
+        for service in reversed(list(self.services.values())):
+            await stop_process(service.process)
+        self.services.clear()
+
+
+@contextlib.asynccontextmanager
+async def running_deployment(workdir: Path, settings: DeploymentSettings) -> AsyncIterator[LocalDeployment]:
+    """Start every service in WORKDIR; stop them all when the block ends, also on error or Ctrl-C.
+
+    The caller provisions the database (`deployment.database`) before or after
+    the start; the services read it per request.
+    """
+    deployment = LocalDeployment(workdir=workdir)
+    try:
+        await _start_all(deployment, settings)
+        yield deployment
+    finally:
+        # Runs on errors and on cancellation (Ctrl-C cancels the main task once).
+        await deployment.stop()
+
+
+async def _start_all(deployment: LocalDeployment, settings: DeploymentSettings) -> None:
+    database = str(deployment.database)
+    await _start_group(deployment, {
+        "udm": {"database": database},
+        "aanf": {"database": database, "k_af_lifetime": settings.k_af_lifetime_seconds},
+        "cm": {"database": database},
+    })
+
+    home_network = {"mcc": settings.mcc, "mnc": settings.mnc}
+    await _start_group(deployment, {
+        "ausf": {
+            "database": database,
+            "udm": {"uri": deployment.services["udm"].uri},
+            "aanf": {"uri": deployment.services["aanf"].uri},
+            "home_network": home_network,
+        },
+        "server": {
+            "database": database,
+            "fqdn": settings.server_fqdn,
+            "aanf": {"uri": deployment.services["aanf"].uri},
+            "cm": {"uri": deployment.services["cm"].uri},
+        },
+    })
+
+
+async def _start_group(deployment: LocalDeployment, configs: dict[str, dict[str, Any]]) -> None:
+    """Start services that do not depend on each other, concurrently."""
+    names = list(configs)
+    paths = [_write_config(deployment.workdir, name, configs[name]) for name in names]
+    results = await asyncio.gather(
+        *(start_service(name, path, deployment.workdir) for name, path in zip(names, paths)),
+        return_exceptions=True,
+    )
+
+    for name, result in zip(names, results):
+        if isinstance(result, ServiceProcess):
+            deployment.services[name] = result
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _write_config(workdir: Path, name: str, settings: dict[str, Any]) -> Path:
+    listen_key = "listen" if name == "server" else "sbi"
+    document = {listen_key: {"host": LOOPBACK, "port": 0}, **settings}
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path

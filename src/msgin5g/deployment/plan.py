@@ -1,0 +1,172 @@
+"""The demo's plan: which subscribers exist, which UEs run, and what each must get.
+
+A plan has N UEs that must register, one UE that asks for a UE service ID
+associated with another UE (authorization must reject it), and one UE whose
+USIM holds a wrong K (primary authentication must fail).
+"""
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from msgin5g.crypto.milenage import opc_from_op
+
+REGISTERED = "registered"
+REJECTED = "rejected"
+FAILED = "failed"
+
+PROFILE_TLS13 = "psk-tls1.3"
+
+
+class PlanError(ValueError):
+    """The demo configuration is invalid; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class PlannedUe:
+    """One simulated UE, its USIM and the outcome the demo expects."""
+
+    label: str
+    supi: str
+    k: bytes = field(repr=False)
+    opc: bytes = field(repr=False)
+    ue_service_id: str
+    expected: str
+    expected_cause: str | None
+    profile: str = PROFILE_TLS13
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Subscribers and associations to provision, and the UEs to run."""
+
+    mcc: str
+    mnc: str
+    server_fqdn: str
+    routing_indicator: str
+    k_af_lifetime_seconds: int
+    subscribers: list[dict[str, Any]] = field(repr=False)
+    associations: list[dict[str, str]]
+    ues: list[PlannedUe] = field(repr=False)
+
+    def provisioning_document(self) -> dict[str, Any]:
+        """The document `msgin5g provision` takes."""
+        return {"subscribers": self.subscribers, "associations": self.associations}
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("msgin5g.deployment") / "demo.yaml"))
+
+
+def load_plan(config_path: Path, ue_count: int) -> DemoPlan:
+    """Read the demo configuration and plan UE_COUNT registering UEs plus the two failures."""
+    if ue_count < 1:
+        raise PlanError(f"invalid number of UEs {ue_count}: use 1 or more")
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise PlanError(f"cannot read the demo configuration {config_path}: {error}") from error
+    if not isinstance(config, dict):
+        raise PlanError(f"{config_path} must hold a mapping of keys to values")
+    return _build_plan(config, ue_count)
+
+
+def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
+    credentials = _credentials(config)
+    home = config.get("home_network") or {}
+    builder = _PlanBuilder(
+        supi_prefix=str(_required(config, "supi_prefix")),
+        service_id_format=str(_required(config, "ue_service_id_format")),
+        routing_indicator=str(config.get("routing_indicator", "0")),
+        credentials=credentials,
+    )
+
+    for number in range(1, ue_count + 1):
+        builder.add_ue(number, REGISTERED, None)
+    builder.add_ue(ue_count + 1, REJECTED, "UE_SERVICE_ID_NOT_ASSOCIATED", claim_service_of=1)
+    builder.add_ue(ue_count + 2, FAILED, "MAC_FAILURE", wrong_k=True)
+
+    return DemoPlan(
+        mcc=str(_required(home, "mcc", "home_network.mcc")),
+        mnc=str(_required(home, "mnc", "home_network.mnc")),
+        server_fqdn=str(_required(config, "server_fqdn")),
+        routing_indicator=builder.routing_indicator,
+        k_af_lifetime_seconds=int(config.get("k_af_lifetime_seconds", 3600)),
+        subscribers=builder.subscribers,
+        associations=builder.associations,
+        ues=builder.ues,
+    )
+
+
+@dataclass
+class _PlanBuilder:
+    supi_prefix: str
+    service_id_format: str
+    routing_indicator: str
+    credentials: list[dict[str, str]]
+    subscribers: list[dict[str, Any]] = field(default_factory=list)
+    associations: list[dict[str, str]] = field(default_factory=list)
+    ues: list[PlannedUe] = field(default_factory=list)
+
+    def supi(self, number: int) -> str:
+        return f"{self.supi_prefix}{number:010d}"
+
+    def service_id(self, number: int) -> str:
+        return self.service_id_format.format(n=number)
+
+    def add_ue(
+        self,
+        number: int,
+        expected: str,
+        expected_cause: str | None,
+        claim_service_of: int | None = None,
+        wrong_k: bool = False,
+    ) -> None:
+        # NOTE: with more UEs than test sets, the credentials repeat under
+        # other SUPIs; that is harmless in a test network and keeps every K public.
+        credential = self.credentials[(number - 1) % len(self.credentials)]
+        k = bytes.fromhex(credential["k"])
+        opc = opc_from_op(k, bytes.fromhex(credential["op"]))
+        supi = self.supi(number)
+
+        self.subscribers.append({
+            "supi": supi,
+            "k": k.hex(),
+            "opc": opc.hex(),
+            "amf": "8000",
+            "sqn": credential.get("sqn", "000000000000"),
+            "akma_allowed": True,
+            "routing_indicator": self.routing_indicator,
+        })
+        self.associations.append({"ue_service_id": self.service_id(number), "ue_id": supi})
+
+        usim_k = bytes([k[0] ^ 0x01]) + k[1:] if wrong_k else k
+        requested = self.service_id(claim_service_of or number)
+        self.ues.append(PlannedUe(
+            label=f"ue-{number:03d}",
+            supi=supi,
+            k=usim_k,
+            opc=opc,
+            ue_service_id=requested,
+            expected=expected,
+            expected_cause=expected_cause,
+        ))
+
+
+def _credentials(config: dict[str, Any]) -> list[dict[str, str]]:
+    credentials = config.get("credentials")
+    if not isinstance(credentials, list) or not credentials:
+        raise PlanError("credentials must be a non-empty list of {name, k, op, sqn} entries")
+    for index, entry in enumerate(credentials):
+        if not isinstance(entry, dict) or not {"k", "op"} <= entry.keys():
+            raise PlanError(f"credentials[{index}] must have k and op (32 hexadecimal digits each)")
+    return credentials
+
+
+def _required(mapping: dict[str, Any], key: str, name: str | None = None) -> Any:
+    if key not in mapping:
+        raise PlanError(f"missing {name or key} in the demo configuration")
+    return mapping[key]

@@ -1,0 +1,83 @@
+"""The MSGin5G Client in a UE: 5G AKA, AKMA keys, TLS keyed by K_AF, then REG.
+
+TS 33.501 Annex Y.2: the client authenticates to the MSGin5G Server with AKMA
+after primary authentication, and registers with its UE service ID.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from msgin5g.crypto.akma import UA_TLS13, af_id, k_af
+from msgin5g.service.channel import ChannelError, SecureChannel
+from msgin5g.service.primary_auth import PrimaryAuthenticationError, authenticate
+from msgin5g.service.ue_profile import UeProfile
+from msgin5g.service.usim import Usim
+
+logger = logging.getLogger(__name__)
+
+REGISTERED = "registered"
+REJECTED = "rejected"
+FAILED = "failed"
+
+PROFILE_TLS13 = "psk-tls1.3"
+
+
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    """How one UE's registration attempt ended.
+
+    `outcome` is registered, rejected (the server refused the REG) or failed
+    (no session: primary authentication or the TLS handshake failed). `cause`
+    is a short code and `detail` says what to check.
+    """
+
+    outcome: str
+    cause: str | None
+    detail: str
+    milliseconds: float
+    profile: str = PROFILE_TLS13
+
+
+def new_http_client() -> httpx.AsyncClient:
+    """An SBI client: HTTP/2 with prior knowledge over cleartext TCP."""
+    return httpx.AsyncClient(http1=False, http2=True, timeout=10.0)
+
+
+async def register_ue(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) -> RegistrationOutcome:
+    """Authenticate, open the secure channel and send REG; never raises for a protocol failure."""
+    started = time.perf_counter()
+    outcome, cause, detail = await _attempt(http, profile, usim)
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    return RegistrationOutcome(outcome=outcome, cause=cause, detail=detail, milliseconds=elapsed_ms)
+
+
+async def _attempt(
+    http: httpx.AsyncClient, profile: UeProfile, usim: Usim
+) -> tuple[str, str | None, str]:
+    try:
+        keys = await authenticate(http, profile, usim)
+    except PrimaryAuthenticationError as error:
+        return FAILED, error.cause, f"primary authentication failed: {error}"
+    except httpx.HTTPError as error:
+        return FAILED, "AUSF_UNREACHABLE", f"cannot reach the AUSF at {profile.ausf_uri}: {error}"
+
+    # TS 33.535 Annex A.4 with the Ua* identifier of shared-key TLS 1.3.
+    ue_k_af = k_af(keys.k_akma, af_id(profile.server_fqdn, UA_TLS13))
+    try:
+        async with SecureChannel.open(
+            profile.server_host, profile.server_port, profile.server_fqdn, keys.a_kid, ue_k_af
+        ) as channel:
+            result = await channel.register(profile.ue_service_id)
+    except ChannelError as error:
+        cause = error.alert.name.upper() if error.alert is not None else "CHANNEL_FAILED"
+        return FAILED, cause, f"secure channel failed: {error.cause}"
+    except OSError as error:
+        return FAILED, "SERVER_UNREACHABLE", f"cannot reach the MSGin5G Server: {error}"
+
+    if result.accepted:
+        return REGISTERED, None, result.detail
+    cause = result.cause.value if result.cause is not None else str(result.code)
+    return REJECTED, cause, result.detail
