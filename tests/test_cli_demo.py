@@ -1,0 +1,117 @@
+"""`msgin5g demo` and `msgin5g ue register` as a user runs them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from msgin5g.cli.demo import mask_supi
+
+DEMO_TIMEOUT_SECONDS = 180
+
+
+def run_msgin5g(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "msgin5g", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_json_reports_every_expected_outcome():
+    completed = run_msgin5g("demo", "--ues", "20", "--json", timeout=DEMO_TIMEOUT_SECONDS)
+    document = json.loads(completed.stdout)
+    outcomes = [ue["outcome"] for ue in document["ues"]]
+
+    assert completed.returncode == 0, completed.stderr
+    assert outcomes.count("registered") == 20
+    assert outcomes.count("rejected") == 1
+    assert outcomes.count("failed") == 1
+    assert all(ue["outcome"] == ue["expected"] for ue in document["ues"])
+    assert {ue["profile"] for ue in document["ues"]} == {"psk-tls1.3"}
+    assert document["totals"]["unexpected"] == 0
+
+
+def test_demo_table_masks_supi():
+    completed = run_msgin5g("demo", "--ues", "2", timeout=DEMO_TIMEOUT_SECONDS)
+
+    assert completed.returncode == 0, completed.stderr
+    assert "Every UE got its expected outcome" in completed.stdout
+    assert "imsi-00101********01" in completed.stdout
+    assert "0010100000000" not in completed.stdout
+
+
+def test_demo_rejects_zero_ues():
+    completed = run_msgin5g("demo", "--ues", "0")
+
+    assert completed.returncode == 2
+    assert "invalid number of UEs 0" in completed.stderr
+
+
+def test_demo_interrupt_stops_every_service(tmp_path):
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "msgin5g", "demo", "--ues", "2", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for_ready_services(workdir, count=5)
+        children = service_pids(demo.pid)
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+    assert len(children) == 5
+    assert all(not process_exists(pid) for pid in children)
+
+
+def wait_for_ready_services(workdir, count: int) -> None:
+    """Wait until COUNT service logs exist and each says it listens (bounded to 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        logs = list(workdir.glob("*.log")) if workdir.exists() else []
+        if len(logs) >= count and all(log.stat().st_size > 0 for log in logs):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the demo did not start {count} services within 60 s")
+
+
+def service_pids(parent_pid: int) -> list[int]:
+    output = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent_pid)], capture_output=True, text=True)
+    return [int(pid) for pid in output.stdout.split()]
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited but not been reaped: it no longer runs.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_ue_register_command_rejects_short_k():
+    completed = run_msgin5g("ue", "register", "--supi", "imsi-001010000000001", "--k", "00ff")
+
+    assert completed.returncode == 2
+    assert "invalid k" in completed.stderr
+    assert "32 hexadecimal digits" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("supi", "masked"),
+    [
+        ("imsi-001010000000001", "imsi-00101********01"),
+        ("imsi-20893", "imsi-*****"),
+        ("001010000000001", "00101********01"),
+    ],
+)
+def test_mask_supi(supi, masked):
+    assert mask_supi(supi) == masked
