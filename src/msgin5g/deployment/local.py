@@ -103,16 +103,17 @@ async def _start_all(deployment: LocalDeployment, settings: DeploymentSettings) 
 
 async def _start_group(deployment: LocalDeployment, configs: dict[str, dict[str, Any]]) -> None:
     """Start services that do not depend on each other, concurrently."""
-    names = list(configs)
-    paths = [_write_config(deployment.workdir, name, configs[name]) for name in names]
+
+    async def start_and_record(name: str, path: Path) -> None:
+        # Recorded in the same step as the start returns, so that a cancellation
+        # of the group cannot lose a service that is already running.
+        deployment.services[name] = await start_service(name, path, deployment.workdir)
+
+    paths = {name: _write_config(deployment.workdir, name, config) for name, config in configs.items()}
     results = await asyncio.gather(
-        *(start_service(name, path, deployment.workdir) for name, path in zip(names, paths)),
+        *(start_and_record(name, path) for name, path in paths.items()),
         return_exceptions=True,
     )
-
-    for name, result in zip(names, results):
-        if isinstance(result, ServiceProcess):
-            deployment.services[name] = result
     for result in results:
         if isinstance(result, BaseException):
             raise result

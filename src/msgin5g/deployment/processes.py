@@ -42,13 +42,7 @@ async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceP
     """
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "msgin5g", "serve", name, "--config", str(config_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log_file,
-            stdin=asyncio.subprocess.DEVNULL,
-            env=_child_environment(),
-        )
+        process = await _spawn(name, config_path, log_file)
 
     try:
         uri = await asyncio.wait_for(_read_ready_uri(name, process), READY_TIMEOUT_SECONDS)
@@ -57,11 +51,37 @@ async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceP
         raise ServiceStartError(
             f"service {name} did not become ready ({error or 'timed out'}); see {log_path}"
         ) from error
+    except BaseException:
+        # Cancelled (Ctrl-C) while waiting: nobody else knows this process yet.
+        await stop_process(process)
+        raise
     return ServiceProcess(name=name, uri=uri, log_path=log_path, process=process)
 
 
+async def _spawn(name: str, config_path: Path, log_file) -> asyncio.subprocess.Process:
+    """Start the process; if cancelled meanwhile, wait for it to exist, stop it and re-raise.
+
+    Without this, a cancellation between fork and return would leave a
+    process that nobody knows about.
+    """
+    spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        sys.executable, "-m", "msgin5g", "serve", name, "--config", str(config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log_file,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=_child_environment(),
+    ))
+    try:
+        return await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        process = await spawning
+        await stop_process(process)
+        raise
+
+
 async def _read_ready_uri(name: str, process: asyncio.subprocess.Process) -> str:
-    assert process.stdout is not None
+    if process.stdout is None:
+        raise ServiceStartError("started without a stdout pipe")
     while True:
         line = await process.stdout.readline()
         if not line:
