@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,9 @@ def shared_dir() -> Path:
             "'shared' folder that holds vectors/ and openapi/"
         )
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def vectors(shared_dir: Path) -> list[dict]:
+    """Entries of the reference vector file, a JSON list of cases."""
+    return json.loads((shared_dir / "vectors" / "vectors.json").read_text(encoding="utf-8"))
