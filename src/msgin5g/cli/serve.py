@@ -1,0 +1,122 @@
+"""`msgin5g serve SERVICE --config FILE`: run one network function or the MSGin5G Server.
+
+Once the service listens, it prints exactly one line on stdout and flushes it:
+
+    {"event": "ready", "service": "udm", "uri": "http://127.0.0.1:40123"}
+
+Logs go to stderr. SIGTERM or SIGINT stops the service cleanly (exit status
+0); an invalid configuration exits with status 2 before anything listens.
+"""
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from msgin5g.cli.errors import UsageError
+from msgin5g.nf.config import ConfigError
+from msgin5g.store.sqlite import StoreError
+
+logger = logging.getLogger(__name__)
+
+ReadyCallback = Callable[[str], None]
+ServiceRunner = Callable[[Path, ReadyCallback, asyncio.Event], Awaitable[None]]
+
+# Service name -> (module, coroutine function). Each function has the
+# signature of ServiceRunner: it loads its configuration, calls `ready` with
+# its URI once it listens, and returns after the shutdown event is set. The
+# modules are imported only when their service is started.
+SERVICE_RUNNERS: dict[str, tuple[str, str]] = {
+    "udm": ("msgin5g.nf.udm.app", "run"),
+    "ausf": ("msgin5g.nf.ausf.app", "run"),
+    "aanf": ("msgin5g.nf.aanf.app", "run"),
+    "cm": ("msgin5g.nf.cm.app", "run"),
+    "server": ("msgin5g.service.server", "run"),
+}
+
+# Loggers of the HTTP/2 stack: httpx logs each request URL at INFO, and SBI
+# URLs contain SUPIs, which this project logs only at DEBUG.
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "h2")
+
+
+def load_runner(service: str) -> ServiceRunner:
+    module_name, function_name = SERVICE_RUNNERS[service]
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, function_name)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(
+            f"service {service!r} is not available in this installation "
+            f"({module_name}.{function_name}: {error})"
+        ) from None
+
+
+def print_ready(service: str, uri: str) -> None:
+    print(json.dumps({"event": "ready", "service": service, "uri": uri}), flush=True)
+
+
+async def serve_service(service: str, config_path: Path, runner: ServiceRunner) -> None:
+    """Run `runner` until SIGTERM or SIGINT."""
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, shutdown.set)
+
+    logger.info("starting %s with configuration %s", service, config_path)
+    await runner(config_path, lambda uri: print_ready(service, uri), shutdown)
+
+
+def configure_logging(level_name: str) -> None:
+    level = getattr(logging, level_name.upper())
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if level <= logging.DEBUG:
+        # At DEBUG, request URLs (with SUPIs) may appear, but never the frame dumps.
+        logging.getLogger("httpx").setLevel(logging.INFO)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    runner = load_runner(args.service)
+    try:
+        asyncio.run(serve_service(args.service, args.config, runner))
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    except (OSError, StoreError) as error:
+        logger.error("%s stopped: %s", args.service, error)
+        return 1
+    logger.info("%s exited cleanly", args.service)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a core network function or the MSGin5G Server",
+        description=(
+            "Run one service until SIGTERM or SIGINT. When it listens, the service prints one "
+            'JSON line on stdout: {"event": "ready", "service": ..., "uri": ...}. '
+            "Logs go to stderr."
+        ),
+    )
+    parser.add_argument("service", choices=sorted(SERVICE_RUNNERS), help="the service to run")
+    parser.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="the service's YAML configuration"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning"),
+        default="info",
+        help="stderr log level (SUPIs appear only at debug; default: info)",
+    )
+    parser.set_defaults(handler=run)

@@ -1,0 +1,44 @@
+"""Naanf_AKMA handlers: parse and validate, then call the processor."""
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msgin5g.nf.aanf.processor import AanfProcessor
+from msgin5g.sbi.app import json_response, no_content, read_json_body, sbi_route
+from msgin5g.sbi.models.naanf_akma import (
+    REGISTER_ANCHOR_KEY_PATH,
+    REMOVE_CONTEXT_PATH,
+    RETRIEVE_APPLICATION_KEY_PATH,
+    AkmaAfKeyRequest,
+    AkmaKeyInfo,
+    CtxRemove,
+)
+
+
+def aanf_routes(processor: AanfProcessor) -> list[Route]:
+    async def register_akma_key(request: Request) -> Response:
+        key_info = await read_json_body(request, AkmaKeyInfo)
+        return json_response(await processor.register_anchor_key(key_info))
+
+    async def get_akma_app_key_material(request: Request) -> Response:
+        key_request = await read_json_body(request, AkmaAfKeyRequest)
+        key_data = await processor.retrieve_application_key(key_request)
+        return no_content() if key_data is None else json_response(key_data)
+
+    async def remove_context(request: Request) -> Response:
+        await processor.remove_context(await read_json_body(request, CtxRemove))
+        return no_content()
+
+    return [
+        sbi_route(
+            REGISTER_ANCHOR_KEY_PATH, register_akma_key, ["POST"], operation="RegisterAKMAKey"
+        ),
+        sbi_route(
+            RETRIEVE_APPLICATION_KEY_PATH,
+            get_akma_app_key_material,
+            ["POST"],
+            operation="GetAKMAAPPKeyMaterial",
+        ),
+        sbi_route(REMOVE_CONTEXT_PATH, remove_context, ["POST"], operation="RemoveContext"),
+    ]

@@ -1,0 +1,102 @@
+"""YAML configuration shared by the network functions.
+
+Each function reads one YAML file (free5GC and Open5GS style), for example:
+
+    sbi: {host: 127.0.0.1, port: 0}
+    database: msgin5g.sqlite3
+
+`port: 0` lets the system pick a free port; `msgin5g serve` prints the real
+URI. A relative `database` path is taken relative to the folder of the
+configuration file. Unknown keys are errors, so that a typo does not pass
+silently.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from msgin5g.sbi.client import DEFAULT_TIMEOUT_SECONDS, check_base_uri
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or wrong; the message names the key and the fix."""
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SbiBinding(ConfigModel):
+    """Address and port on which the function listens for SBI requests."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+
+class Peer(ConfigModel):
+    """Another network function that this one calls."""
+
+    uri: str
+    timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=60)
+
+    @field_validator("uri")
+    @classmethod
+    def check_uri(cls, value: str) -> str:
+        return check_base_uri(value)
+
+
+class NfConfig(ConfigModel):
+    """The keys every network function has."""
+
+    sbi: SbiBinding = SbiBinding()
+    database: Path
+
+
+def load_config[C: NfConfig](path: Path | str, model: type[C]) -> C:
+    """Read and validate a YAML configuration file; raise ConfigError when it is wrong."""
+    path = Path(path)
+    document = read_yaml(path)
+
+    try:
+        config = model.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(path, error)) from None
+
+    if not config.database.is_absolute():
+        config = config.model_copy(update={"database": path.parent / config.database})
+    return config
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} must contain a YAML mapping such as 'sbi: {{port: 0}}'")
+    return document
+
+
+def describe_errors(path: Path, error: ValidationError) -> str:
+    """List every wrong key as 'key a.b: reason', one per line."""
+    lines = [f"invalid configuration in {path}:"]
+    for item in error.errors(include_url=False, include_input=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  key '{key}': {explain(item)}")
+    return "\n".join(lines)
+
+
+def explain(item: dict[str, Any]) -> str:
+    if item["type"] == "missing":
+        return "is required but missing; add it"
+    if item["type"] == "extra_forbidden":
+        return "is not a known key; check its spelling and indentation"
+    return str(item["msg"]).removeprefix("Value error, ")
