@@ -1,0 +1,81 @@
+"""YAML configuration of the MSGin5G Server, for example:
+
+    listen: {host: 127.0.0.1, port: 0}
+    fqdn: msgin5g.example.test
+    aanf: {uri: http://127.0.0.1:8003}
+    cm: {uri: http://127.0.0.1:8004}
+    database: msgin5g.sqlite3
+    limits: {max_connections: 1000, handshake_timeout: 10}
+
+`fqdn` is the AF's FQDN in AF_ID (TS 33.535 Annex A.4): the UE derives K_AF for
+exactly this spelling. `port: 0` lets the system pick a free port. A relative
+`database` path is taken relative to the folder of the configuration file.
+Unknown keys are errors, so that a typo does not pass silently.
+"""
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+
+from msgin5g.coap.tcp import BASE_MAX_MESSAGE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
+from msgin5g.crypto.akma import UA_TLS13, af_id
+from msgin5g.nf.config import ConfigError, ConfigModel, Peer, describe_errors, read_yaml
+from msgin5g.ua.clienthello import DEFAULT_MAX_CLIENT_HELLO_SIZE
+
+__all__ = ["ConfigError", "Limits", "Listen", "Peer", "ServerConfig", "load_config"]
+
+
+class Listen(ConfigModel):
+    """Listening address of the CoAP-over-TLS endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def check_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"must be an IP address such as 127.0.0.1 or ::1, got {value!r}") from None
+        return value
+
+
+class Limits(ConfigModel):
+    max_connections: int = Field(default=1000, ge=1)
+    # Seconds from TCP accept until the TLS handshake completes, K_AF retrieval included.
+    handshake_timeout: float = Field(default=10.0, gt=0, le=300)
+    # Octets; advertised as Max-Message-Size in the server's CSM.
+    max_message_size: int = Field(default=DEFAULT_MAX_MESSAGE_SIZE, ge=BASE_MAX_MESSAGE_SIZE, le=2**20)
+    max_client_hello_size: int = Field(default=DEFAULT_MAX_CLIENT_HELLO_SIZE, ge=512, le=2**16)
+
+
+class ServerConfig(ConfigModel):
+    listen: Listen = Listen()
+    fqdn: str
+    aanf: Peer
+    cm: Peer
+    database: Path
+    limits: Limits = Limits()
+
+    @field_validator("fqdn")
+    @classmethod
+    def check_fqdn(cls, value: str) -> str:
+        af_id(value, UA_TLS13)  # Raises a ValueError that names the expected form.
+        return value
+
+
+def load_config(path: Path | str) -> ServerConfig:
+    """Read and validate the server's YAML file; raise ConfigError naming each wrong key."""
+    path = Path(path)
+    document = read_yaml(path)
+
+    try:
+        config = ServerConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(path, error)) from None
+
+    if not config.database.is_absolute():
+        config = config.model_copy(update={"database": path.parent / config.database})
+    return config

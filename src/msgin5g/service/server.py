@@ -1,0 +1,547 @@
+"""The MSGin5G Server as AKMA AF: TLS 1.3 keyed by K_AF, CoAP over TLS, REG and DEREG.
+
+Each TCP connection runs through three steps:
+
+1. The TLS engine reads the cleartext ClientHello and names the A-KID. The server
+   obtains K_AF from its cache or the AAnF while the event loop keeps serving
+   other connections, then lets the handshake continue (`ua.tls13_psk`).
+2. CoAP over TLS (RFC 8323) starts with both CSMs.
+3. REG and DEREG requests (`service.messages`) are authorized against the SEAL
+   CM server with the UE ID that the AAnF returned with K_AF, and stored.
+
+A connection is closed with a CoAP Release when its K_AF expires.
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aiocoap import Message
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.optionnumbers import OptionNumber
+
+from msgin5g.coap import tcp as coap
+from msgin5g.crypto.akma import parse_a_kid
+from msgin5g.sbi.client import SbiClient
+from msgin5g.service import messages
+from msgin5g.service.authorization import CmClient, CmUnavailable, RegistrationAuthorizer
+from msgin5g.service.config import Limits, load_config
+from msgin5g.service.kaf import AanfClient, AanfError, KafEntry, KafProvider
+from msgin5g.service.messages import Cause, MessageType
+from msgin5g.service.store import RegistrationStore
+from msgin5g.ua import tls13_psk as tls
+from msgin5g.ua.alerts import AlertDescription
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+
+# Request options the server processes (RFC 7252 clause 5.4.1: any other critical
+# option in a request gets 4.02 Bad Option).
+UNDERSTOOD_OPTIONS = frozenset(
+    {
+        OptionNumber.URI_HOST,
+        OptionNumber.URI_PORT,
+        OptionNumber.URI_PATH,
+        OptionNumber.CONTENT_FORMAT,
+        OptionNumber.ACCEPT,
+    }
+)
+
+ROUTES = {tuple(path): message_type for message_type, path in messages.REQUEST_PATHS.items()}
+
+# Called once the server listens, with its coaps+tcp URI.
+ReadyCallback = Callable[[str], None]
+
+
+def _new_connection_id() -> str:
+    """Return a short random id for log lines. It reveals nothing about the UE or its keys."""
+    return secrets.token_hex(4)
+
+
+def _diagnostic_response(code: Code, text: str) -> Message:
+    # RFC 7252 clause 5.5.2: a diagnostic payload is UTF-8 text without Content-Format.
+    return Message(code=code, payload=text.encode("utf-8"))
+
+
+class RegistrationService:
+    """Decide the REG and DEREG requests of an authenticated UE, independent of the transport."""
+
+    def __init__(self, authorizer: RegistrationAuthorizer, store: RegistrationStore) -> None:
+        self._authorizer = authorizer
+        self._store = store
+
+    async def handle(self, request: Message, ue_id: str, connection_id: str) -> Message:
+        """Return the response to one CoAP request from the UE authenticated as `ue_id`.
+
+        `connection_id` only labels the log lines.
+        """
+        rejection = self._check_coap_request(request)
+        if rejection is not None:
+            return rejection
+
+        message_type = ROUTES[tuple(request.opt.uri_path)]
+        try:
+            body = messages.parse_request(message_type, bytes(request.payload))
+        except messages.MalformedMessage as error:
+            return messages.failure_response(
+                message_type,
+                Cause.MALFORMED_MESSAGE,
+                error.detail,
+                invalid_params=error.invalid_params,
+            )
+
+        if isinstance(body, messages.RegistrationRequest):
+            return await self._register(body, ue_id, connection_id)
+        return await self._deregister(body, ue_id, connection_id)
+
+    def _check_coap_request(self, request: Message) -> Message | None:
+        """Return a CoAP-level error response, or None when the request is routable."""
+        for option in request.opt.option_list():
+            number = OptionNumber(option.number)
+            if number.is_critical() and number not in UNDERSTOOD_OPTIONS:
+                return _diagnostic_response(
+                    Code.BAD_OPTION, f"critical option {int(number)} is not supported"
+                )
+
+        path = tuple(request.opt.uri_path)
+        if path not in ROUTES:
+            paths = ", ".join("/" + "/".join(p) for p in ROUTES)
+            return _diagnostic_response(
+                Code.NOT_FOUND, f"no resource at /{'/'.join(path)}; MSGin5G-1 resources: {paths}"
+            )
+        if request.code != Code.POST:
+            return _diagnostic_response(
+                Code.METHOD_NOT_ALLOWED, f"use POST on /{'/'.join(path)}, not {request.code}"
+            )
+        if request.opt.content_format != messages.CONTENT_FORMAT_JSON:
+            return _diagnostic_response(
+                Code.UNSUPPORTED_CONTENT_FORMAT,
+                "set Content-Format 50 (application/json) and send a JSON body",
+            )
+        accept = request.opt.accept
+        if accept is not None and accept != messages.CONTENT_FORMAT_JSON:
+            return _diagnostic_response(
+                Code.NOT_ACCEPTABLE, "responses are application/json (Content-Format 50)"
+            )
+        return None
+
+    async def _register(
+        self, request: messages.RegistrationRequest, ue_id: str, connection_id: str
+    ) -> Message:
+        ue_service_id = request.ue_service_id
+        try:
+            associated = await self._authorizer.is_associated(ue_id, ue_service_id)
+        except CmUnavailable as error:
+            logger.warning(
+                "connection %s: REG of %s failed: %s", connection_id, ue_service_id, error
+            )
+            return messages.failure_response(
+                MessageType.REG,
+                Cause.AUTHORIZATION_UNAVAILABLE,
+                "the server could not reach the SEAL CM server to check the UE service ID "
+                "association; retry later",
+                ue_service_id=ue_service_id,
+            )
+
+        if not associated:
+            logger.info(
+                "connection %s: REG of %s rejected: not associated with the UE's UE ID",
+                connection_id,
+                ue_service_id,
+            )
+            return messages.failure_response(
+                MessageType.REG,
+                Cause.UE_SERVICE_ID_NOT_ASSOCIATED,
+                f"UE service ID {ue_service_id!r} is not associated with the UE ID that AKMA "
+                "authenticated; register a UE service ID provisioned for this UE, or ask the "
+                "operator to associate this one at the CM server",
+                ue_service_id=ue_service_id,
+            )
+
+        created = await self._store.register(ue_service_id, ue_id, request.client_profile)
+        logger.info(
+            "connection %s: REG of %s accepted (%s)",
+            connection_id,
+            ue_service_id,
+            "new" if created else "renewed",
+        )
+        return messages.build_response(
+            MessageType.REG,
+            Code.CREATED if created else Code.CHANGED,
+            f"UE service ID {ue_service_id!r} is registered",
+            ue_service_id=ue_service_id,
+        )
+
+    async def _deregister(
+        self, request: messages.DeregistrationRequest, ue_id: str, connection_id: str
+    ) -> Message:
+        ue_service_id = request.ue_service_id
+        removed = await self._store.deregister(ue_service_id, ue_id)
+        if not removed:
+            logger.info(
+                "connection %s: DEREG of %s rejected: no registration by this UE",
+                connection_id,
+                ue_service_id,
+            )
+            return messages.failure_response(
+                MessageType.DEREG,
+                Cause.NOT_REGISTERED,
+                f"this UE has no registration of UE service ID {ue_service_id!r}; check the UE "
+                "service ID, or send REG first",
+                ue_service_id=ue_service_id,
+            )
+
+        logger.info("connection %s: DEREG of %s accepted", connection_id, ue_service_id)
+        return messages.build_response(
+            MessageType.DEREG,
+            Code.DELETED,
+            f"UE service ID {ue_service_id!r} is de-registered",
+            ue_service_id=ue_service_id,
+        )
+
+
+class ServerConnection:
+    """One accepted TCP connection, from the ClientHello to the last CoAP message."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        kaf: KafProvider,
+        service: RegistrationService,
+        limits: Limits,
+    ) -> None:
+        self.connection_id = _new_connection_id()
+        self._reader = reader
+        self._writer = writer
+        self._kaf = kaf
+        self._service = service
+        self._limits = limits
+        self._engine = tls.Tls13PskServer(
+            self._psk_lookup, max_client_hello_size=limits.max_client_hello_size
+        )
+        # Its CSM is queued now and leaves only once the TLS session is established.
+        self._coap = coap.CoapTcpConnection(limits.max_message_size)
+        self._early_data = bytearray()
+
+    async def run(self) -> None:
+        try:
+            entry = await self._handshake_with_timeout()
+            if entry is not None:
+                await self._serve_coap(entry)
+        except asyncio.CancelledError:
+            await self._release_on_shutdown()
+            raise
+        except ConnectionError as error:
+            logger.info("connection %s lost: %s", self.connection_id, error)
+        except Exception:
+            logger.exception("connection %s failed", self.connection_id)
+        finally:
+            await self._close_transport()
+
+    # TLS
+
+    def _psk_lookup(self, a_kid: str) -> bytes | None:
+        entry = self._kaf.lookup(a_kid)
+        return entry.k_af if entry is not None else None
+
+    async def _handshake_with_timeout(self) -> KafEntry | None:
+        try:
+            async with asyncio.timeout(self._limits.handshake_timeout):
+                return await self._handshake()
+        except TimeoutError:
+            self._reject_log(f"TLS handshake not complete after {self._limits.handshake_timeout} s")
+            return None
+
+    async def _handshake(self) -> KafEntry | None:
+        entry: KafEntry | None = None
+        while True:
+            data = await self._reader.read(READ_SIZE)
+            if not data:
+                logger.info("connection %s closed by the peer during the handshake", self.connection_id)
+                return None
+
+            events = self._engine.receive_data(data)
+            events, obtained = await self._supply_kaf(events)
+            entry = obtained or entry
+            await self._flush()
+
+            for event in events:
+                if isinstance(event, tls.ConnectionFailed):
+                    self._reject_log(self._explain_failure(event))
+                    return None
+                if isinstance(event, tls.HandshakeComplete):
+                    self._log_established(event, entry)
+                if isinstance(event, tls.DataReceived):
+                    self._early_data += event.data
+            if self._engine.state is tls.State.ESTABLISHED:
+                return entry
+
+    async def _supply_kaf(
+        self, events: list[tls.Event]
+    ) -> tuple[list[tls.Event], KafEntry | None]:
+        """Handle a KafNeeded event: resume the engine with K_AF, or reject the A-KID."""
+        needed = [event for event in events if isinstance(event, tls.KafNeeded)]
+        if not needed:
+            return events, None
+        others = [event for event in events if not isinstance(event, tls.KafNeeded)]
+        a_kid = needed[0].a_kid
+        logger.debug("connection %s presents A-KID %s", self.connection_id, a_kid)
+
+        try:
+            parse_a_kid(a_kid)
+        except ValueError:
+            return others + self._engine.reject(
+                AlertDescription.unknown_psk_identity,
+                "malformed A-KID (not in this deployment's A-KID layout)",
+            ), None
+
+        try:
+            entry = await self._kaf.obtain(a_kid)
+        except AanfError as error:
+            return others + self._engine.reject(
+                AlertDescription.internal_error, f"K_AF not available: {error}"
+            ), None
+        if entry is None:
+            return others + self._engine.reject(
+                AlertDescription.unknown_psk_identity, "unknown A-KID"
+            ), None
+        return others + self._engine.resume(), entry
+
+    def _explain_failure(self, event: tls.ConnectionFailed) -> str:
+        reason = event.reason
+        client_hello = self._engine.client_hello
+        if (
+            event.binder_mismatch
+            and client_hello is not None
+            and client_hello.server_name not in (None, self._kaf.fqdn)
+        ):
+            reason += (
+                f"; the client sent SNI {client_hello.server_name!r} but this AF's FQDN is "
+                f"{self._kaf.fqdn!r}"
+            )
+        if event.alert is not None:
+            reason += f" (alert {event.alert.name})"
+        return reason
+
+    def _reject_log(self, reason: str) -> None:
+        logger.warning("connection %s rejected: %s", self.connection_id, reason)
+
+    def _log_established(self, event: tls.HandshakeComplete, entry: KafEntry | None) -> None:
+        logger.info(
+            "connection %s established with an AKMA K_AF (%s)", self.connection_id, event.cipher_suite
+        )
+        if entry is not None:
+            logger.debug(
+                "connection %s: A-KID %s, UE ID %s", self.connection_id, event.a_kid, entry.ue_id
+            )
+
+    # CoAP
+
+    async def _serve_coap(self, entry: KafEntry) -> None:
+        await self._flush()
+
+        try:
+            async with asyncio.timeout_at(self._loop_deadline(entry)):
+                await self._coap_loop(entry)
+        except TimeoutError:
+            logger.info("connection %s closed: its K_AF expired", self.connection_id)
+            self._send_release(
+                f"K_AF expired at {entry.expiry.isoformat()}; run primary authentication "
+                "again, derive a new K_AF and reconnect"
+            )
+            await self._flush()
+
+    @staticmethod
+    def _loop_deadline(entry: KafEntry) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + max(0.0, entry.expiry.timestamp() - time.time())
+
+    async def _coap_loop(self, entry: KafEntry) -> None:
+        pending = bytes(self._early_data)
+        self._early_data.clear()
+
+        while not self._coap.closed:
+            if pending:
+                await self._process_application_data(pending, entry)
+                await self._flush()
+            if self._coap.closed or self._engine.state is not tls.State.ESTABLISHED:
+                return
+
+            data = await self._reader.read(READ_SIZE)
+            if not data:
+                logger.info("connection %s closed by the peer", self.connection_id)
+                return
+            pending = self._collect_application_data(self._engine.receive_data(data))
+
+    def _collect_application_data(self, events: list[tls.Event]) -> bytes:
+        data = bytearray()
+        for event in events:
+            if isinstance(event, tls.DataReceived):
+                data += event.data
+            elif isinstance(event, tls.ConnectionFailed):
+                logger.warning("connection %s failed: %s", self.connection_id, event.reason)
+            elif isinstance(event, tls.ConnectionClosed):
+                logger.info("connection %s: peer sent close_notify", self.connection_id)
+        return bytes(data)
+
+    async def _process_application_data(self, data: bytes, entry: KafEntry) -> None:
+        for event in self._coap.receive_data(data):
+            if isinstance(event, coap.MessageReceived):
+                await self._answer(event.message, entry)
+            elif isinstance(event, coap.ConnectionAborted):
+                logger.warning("connection %s aborted: %s", self.connection_id, event.diagnostic)
+            elif isinstance(event, (coap.ReleaseReceived, coap.AbortReceived)):
+                logger.info(
+                    "connection %s: peer ended the CoAP session (%s)",
+                    self.connection_id,
+                    event.diagnostic or "no diagnostic",
+                )
+
+    async def _answer(self, message: Message, entry: KafEntry) -> None:
+        if not message.code.is_request():
+            return  # The server sends no requests, so a response matches nothing.
+
+        try:
+            response = await self._service.handle(message, entry.ue_id, self.connection_id)
+        except Exception:
+            logger.exception("connection %s: request failed", self.connection_id)
+            response = _diagnostic_response(Code.INTERNAL_SERVER_ERROR, "internal server error")
+
+        response.token = bytes(message.token)
+        try:
+            self._coap.send_message(response)
+        except (ValueError, ConnectionError) as error:
+            logger.warning("connection %s: response not sent: %s", self.connection_id, error)
+
+    def _send_release(self, diagnostic: str) -> None:
+        if not self._coap.closed:
+            self._coap.send_release(diagnostic)
+
+    # Transport
+
+    async def _flush(self) -> None:
+        if self._engine.state is tls.State.ESTABLISHED:
+            outgoing = self._coap.data_to_send()
+            if outgoing:
+                self._engine.send(outgoing)
+
+        data = self._engine.data_to_send()
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def _release_on_shutdown(self) -> None:
+        if self._engine.state is not tls.State.ESTABLISHED:
+            return
+        self._send_release("the MSGin5G Server is shutting down")
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await self._flush()
+
+    async def _close_transport(self) -> None:
+        if self._engine.state is tls.State.ESTABLISHED:
+            self._engine.close()
+            with contextlib.suppress(ConnectionError):
+                self._writer.write(self._engine.data_to_send())
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await self._writer.wait_closed()
+
+
+class Msgin5gServer:
+    """The listener: accepts connections and runs each one as its own task."""
+
+    def __init__(
+        self,
+        *,
+        kaf: KafProvider,
+        service: RegistrationService,
+        limits: Limits | None = None,
+    ) -> None:
+        self._kaf = kaf
+        self._service = service
+        self._limits = limits or Limits()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.uri: str | None = None
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self, host: str, port: int) -> str:
+        """Listen on host:port (port 0 picks a free port) and return the coaps+tcp URI."""
+        self._server = await asyncio.start_server(self._accept, host, port)
+        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.uri = f"coaps+tcp://{shown_host}:{bound_port}"
+        logger.info("MSGin5G Server for AF %s listening on %s", self._kaf.fqdn, self.uri)
+        return self.uri
+
+    async def close(self) -> None:
+        """Stop listening, end every connection with a CoAP Release, and wait for them."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        logger.info("MSGin5G Server stopped")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self._limits.max_connections:
+            logger.warning(
+                "connection refused: the limit of %d connections is reached",
+                self._limits.max_connections,
+            )
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            return
+
+        connection = ServerConnection(
+            reader, writer, kaf=self._kaf, service=self._service, limits=self._limits
+        )
+        # Each accepted connection runs in its own task (asyncio.start_server).
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(task)
+
+
+async def run(config_path: Path | str, ready: ReadyCallback, shutdown: asyncio.Event) -> None:
+    """Run the server of the YAML file `config_path` until `shutdown` is set.
+
+    `ready(uri)` is called once the server listens, with its coaps+tcp URI.
+    """
+    config = load_config(config_path)
+    async with contextlib.AsyncExitStack() as stack:
+        aanf_sbi = await stack.enter_async_context(
+            SbiClient(config.aanf.uri, timeout=config.aanf.timeout)
+        )
+        cm_sbi = await stack.enter_async_context(SbiClient(config.cm.uri, timeout=config.cm.timeout))
+        store = await RegistrationStore(config.database).open()
+        stack.push_async_callback(store.close)
+
+        kaf = KafProvider(config.fqdn, AanfClient(aanf_sbi))
+        stack.push_async_callback(kaf.aclose)
+        server = Msgin5gServer(
+            kaf=kaf,
+            service=RegistrationService(RegistrationAuthorizer(CmClient(cm_sbi)), store),
+            limits=config.limits,
+        )
+        uri = await server.start(config.listen.host, config.listen.port)
+        stack.push_async_callback(server.close)
+
+        ready(uri)
+        await shutdown.wait()
