@@ -5,21 +5,13 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# The reference vectors and the official OpenAPI files live in the `shared`
-# folder beside the repository clone.
-SHARED_DIR = REPO_ROOT.parent / "shared"
+from reference import require_reference_dir
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    if not SHARED_DIR.is_dir():
-        raise RuntimeError(
-            f"reference folder {SHARED_DIR} not found: clone the repository next to the "
-            "'shared' folder that holds vectors/ and openapi/"
-        )
-    return SHARED_DIR
+    """The folder with vectors/ and openapi/ (see reference.py)."""
+    return require_reference_dir()
 
 
 @pytest.fixture(scope="session")

@@ -28,21 +28,15 @@ import pytest
 from msgin5g.crypto import aka, akma, milenage
 from msgin5g.crypto.kdf import encode_s, encode_string, kdf
 from msgin5g.crypto.supi import supi_kdf_value
+from reference import require_reference_dir
 
-# Same location as the `shared_dir` fixture of conftest.py, computed here
-# because parametrize needs the cases at import time.
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
-VECTORS_FILE = SHARED_DIR / "vectors" / "vectors.json"
+# Parametrize needs the cases at import time, before any fixture runs.
+VECTORS_FILE = require_reference_dir() / "vectors" / "vectors.json"
 
 SBI_SUPI_PREFIXES = ("imsi-", "nai-")
 
 
 def load_cases() -> list[dict]:
-    if not VECTORS_FILE.is_file():
-        raise RuntimeError(
-            f"reference vectors {VECTORS_FILE} not found: clone the repository next to the "
-            "'shared' folder that holds vectors/"
-        )
     return json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 
 
