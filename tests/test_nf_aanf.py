@@ -239,6 +239,17 @@ async def test_unauthorized_af_gets_403(tmp_path, sbi_traffic):
     assert response.json()["cause"] == "AF_NOT_AUTHORIZED"
 
 
+async def test_authorized_af_matches_case_insensitively(tmp_path, sbi_traffic):
+    config = AanfConfig(database=tmp_path / "db.sqlite3", authorized_afs=[AF_FQDN.upper()])
+    async for aanf in start_aanf(config, sbi_traffic):
+        a_kid = new_a_kid()
+        await register(aanf, a_kid, os.urandom(32))
+
+        response = await retrieve(aanf, a_kid)
+
+    assert response.status_code == 200
+
+
 def test_expiry_is_rfc3339_utc():
     from msgin5g.sbi.models.common import format_date_time
 

@@ -32,7 +32,10 @@ class AanfProcessor:
         self._store = store
         self._k_af_lifetime = k_af_lifetime
         self._context_lifetime = context_lifetime
-        self._authorized_afs = None if authorized_afs is None else frozenset(authorized_afs)
+        # FQDNs compare case-insensitively (RFC 4343).
+        self._authorized_afs = (
+            None if authorized_afs is None else frozenset(fqdn.lower() for fqdn in authorized_afs)
+        )
         self._clock = clock
 
     async def register_anchor_key(self, key_info: AkmaKeyInfo) -> AkmaKeyInfo:
