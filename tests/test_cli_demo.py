@@ -69,7 +69,7 @@ def test_demo_interrupt_stops_every_service(tmp_path):
 
 
 def wait_for_ready_services(workdir, count: int) -> None:
-    """Wait until COUNT service logs exist and each says it listens (bounded to 60 s)."""
+    """Wait until COUNT service logs exist and each has its first log line (bounded to 60 s)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         logs = list(workdir.glob("*.log")) if workdir.exists() else []

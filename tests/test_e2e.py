@@ -82,7 +82,7 @@ async def test_ue_registers_and_deregisters(plan, deployment, http):
     assert deregistered.accepted, deregistered.detail
 
 
-async def test_unassociated_service_id_is_rejected(plan, deployment, http):
+async def test_unassociated_service_id_rejected(plan, deployment, http):
     profile = dataclasses.replace(profile_of(plan, deployment, 1), ue_service_id=plan.ues[0].ue_service_id)
 
     outcome = await register_ue(http, profile, Usim(k=profile.k, opc=profile.opc))
@@ -118,7 +118,7 @@ async def test_old_a_kid_rejected_after_reauthentication(plan, deployment, http)
     assert result.accepted, result.detail
 
 
-async def test_unknown_a_kid_is_refused(plan, deployment):
+async def test_unknown_a_kid_rejected(plan, deployment):
     profile = profile_of(plan, deployment, 0)
     unknown = format_a_kid("0", bytes(32), plan.mcc, plan.mnc)
     host, port = deployment.server_address
@@ -130,7 +130,7 @@ async def test_unknown_a_kid_is_refused(plan, deployment):
     assert "A-KID" in raised.value.cause
 
 
-async def test_wrong_k_af_is_refused(plan, deployment, http):
+async def test_wrong_k_af_rejected(plan, deployment, http):
     profile = profile_of(plan, deployment, 2)
     keys = await authenticate(http, profile, Usim(k=profile.k, opc=profile.opc))
     other_fqdn_k_af = k_af(keys.k_akma, af_id("other-af.example.test", UA_TLS13))

@@ -24,7 +24,7 @@ LOOPBACK = "127.0.0.1"
 
 @dataclass(frozen=True)
 class DeploymentSettings:
-    """What the service configurations need from the demo plan."""
+    """Values from the demo plan that the service configurations need."""
 
     mcc: str
     mnc: str

@@ -52,7 +52,7 @@ async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceP
             f"service {name} did not become ready ({error or 'timed out'}); see {log_path}"
         ) from error
     except BaseException:
-        # Cancelled (Ctrl-C) while waiting: nobody else knows this process yet.
+        # Cancelled (Ctrl-C) while waiting: no caller has this process yet, so stop it here.
         await stop_process(process)
         raise
     return ServiceProcess(name=name, uri=uri, log_path=log_path, process=process)
@@ -62,7 +62,7 @@ async def _spawn(name: str, config_path: Path, log_file) -> asyncio.subprocess.P
     """Start the process; if cancelled meanwhile, wait for it to exist, stop it and re-raise.
 
     Without this, a cancellation between fork and return would leave a
-    process that nobody knows about.
+    process running that no caller can stop.
     """
     spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(
         sys.executable, "-m", "msgin5g", "serve", name, "--config", str(config_path),
@@ -111,7 +111,7 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 
 
 def _child_environment() -> dict[str, str]:
-    """The current environment with this package importable even when not installed."""
+    """Return the current environment, with this package importable even when not installed."""
     environment = dict(os.environ)
     source_dir = str(Path(__file__).resolve().parents[2])
     existing = environment.get("PYTHONPATH")
