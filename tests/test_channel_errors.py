@@ -85,7 +85,8 @@ async def coap_session(
     [
         (
             AlertDescription.unknown_psk_identity,
-            "the server's AAnF does not know this A-KID (run primary authentication again)",
+            "the server's AAnF does not know this A-KID (run primary authentication again, and check "
+            "that the UE's home network MCC, MNC and routing indicator match the core's)",
         ),
         (
             AlertDescription.decrypt_error,

@@ -49,7 +49,8 @@ def test_demo_rejects_zero_ues():
     assert "invalid number of UEs 0" in completed.stderr
 
 
-def test_demo_interrupt_stops_every_service(tmp_path):
+@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_demo_signal_stops_every_service(tmp_path, signal_number, status):
     workdir = tmp_path / "demo"
     demo = subprocess.Popen(
         [sys.executable, "-m", "msgin5g", "demo", "--ues", "2", "--workdir", str(workdir)],
@@ -58,14 +59,16 @@ def test_demo_interrupt_stops_every_service(tmp_path):
     try:
         wait_for_ready_services(workdir, count=5)
         children = service_pids(demo.pid)
-        demo.send_signal(signal.SIGINT)
-        demo.wait(timeout=30)
+        demo.send_signal(signal_number)
+        output, _ = demo.communicate(timeout=30)
     finally:
         if demo.poll() is None:
             demo.kill()
 
     assert len(children) == 5
     assert all(not process_exists(pid) for pid in children)
+    assert demo.returncode == status
+    assert "Traceback" not in output
 
 
 def wait_for_ready_services(workdir, count: int) -> None:

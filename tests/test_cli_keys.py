@@ -464,4 +464,4 @@ def test_installed_command_usage_error() -> None:
 
     assert completed.returncode == 2
     assert completed.stdout == ""
-    assert "msgin5g keys: error: --rand: invalid hex: odd number of hex digits" in completed.stderr
+    assert "msgin5g keys hxres-star: error: --rand: invalid hex: odd number of hex digits" in completed.stderr

@@ -143,19 +143,27 @@ async def test_wrong_k_af_rejected(plan, deployment, http):
     assert "K_AF" in raised.value.cause
 
 
-async def test_ue_register_command(plan, deployment, tmp_path):
+def ue_command(plan, deployment, action: str) -> subprocess.CompletedProcess:
     ue = plan.ues[0]
     host, port = deployment.server_address
     command = [
-        sys.executable, "-m", "msgin5g", "ue", "register", "--json",
+        sys.executable, "-m", "msgin5g", "ue", action, "--json",
         "--supi", ue.supi, "--k", ue.k.hex(), "--opc", ue.opc.hex(),
         "--mcc", plan.mcc, "--mnc", plan.mnc, "--ue-service-id", ue.ue_service_id,
         "--ausf", deployment.ausf_uri, "--server", f"{host}:{port}",
         "--server-fqdn", plan.server_fqdn,
     ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
 
-    assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout)["outcome"] == REGISTERED
+async def test_ue_register_and_deregister_commands(plan, deployment):
+    registered = ue_command(plan, deployment, "register")
+    deregistered = ue_command(plan, deployment, "deregister")
+    repeated = ue_command(plan, deployment, "deregister")
 
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["outcome"] == REGISTERED
+    assert deregistered.returncode == 0, deregistered.stderr
+    assert json.loads(deregistered.stdout)["outcome"] == "deregistered"
+    assert repeated.returncode == 1
+    assert json.loads(repeated.stdout)["cause"] == "NOT_REGISTERED"

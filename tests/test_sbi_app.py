@@ -149,3 +149,12 @@ def test_models_hide_keys_in_repr():
 
     assert bytes(range(32)).hex() not in repr(key_info)
     assert "k_akma" not in repr(key_info)
+
+
+async def test_connection_outlives_1000_requests(test_server):
+    # Hypercorn's default closes a connection after 1000 requests, which broke
+    # SBI peers that share one HTTP/2 connection for many UEs.
+    async with h2c_client(test_server) as client:
+        statuses = [(await client.get("/wrong")).status_code for _ in range(1100)]
+
+    assert statuses.count(200) == 1100

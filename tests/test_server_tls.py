@@ -67,7 +67,8 @@ async def test_unknown_a_kid_gives_clear_cause(deployment, caplog):
 
     assert error.value.alert is AlertDescription.unknown_psk_identity
     assert error.value.cause == (
-        "the server's AAnF does not know this A-KID (run primary authentication again)"
+        "the server's AAnF does not know this A-KID (run primary authentication again, and check "
+        "that the UE's home network MCC, MNC and routing indicator match the core's)"
     )
     assert any(
         re.fullmatch(r"connection [0-9a-f]{8} rejected: unknown A-KID \(alert unknown_psk_identity\)", line)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +24,8 @@ from msgin5g.service.ue_profile import UeProfile
 from msgin5g.service.usim import Usim
 
 DEFAULT_UES = 20
+MAX_UES = 5000
+DEFAULT_CONCURRENCY = 100
 OUTCOME_STYLES = {"registered": "green", "rejected": "yellow", "failed": "red"}
 
 
@@ -37,7 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "authentication. Exits 0 only if every UE gets its expected outcome."
         ),
     )
-    demo.add_argument("--ues", type=int, default=DEFAULT_UES, help=f"number of UEs that must register (default {DEFAULT_UES})")
+    demo.add_argument("--ues", type=int, default=DEFAULT_UES, help=f"number of UEs that must register, 1 to {MAX_UES} (default {DEFAULT_UES})")
+    demo.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help=f"maximum number of UEs registering at the same time (default {DEFAULT_CONCURRENCY})")
     demo.add_argument("--json", action="store_true", help="print the results as one JSON document")
     demo.add_argument("--config", type=Path, default=None, help="demo configuration YAML (default: the packaged demo.yaml)")
     demo.add_argument("--workdir", type=Path, default=None, help="keep configurations, database and service logs in this folder (default: a temporary folder, deleted afterwards)")
@@ -45,6 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if not 1 <= args.ues <= MAX_UES:
+        raise UsageError(f"invalid number of UEs {args.ues}: use 1 to {MAX_UES}")
+    if args.concurrency < 1:
+        raise UsageError(f"invalid --concurrency {args.concurrency}: use 1 or more")
     try:
         plan = load_plan(args.config or default_config_path(), args.ues)
     except PlanError as error:
@@ -52,26 +60,30 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        return _run_in(args.workdir, plan, args.json)
+        return _run_in(args.workdir, plan, args)
     with tempfile.TemporaryDirectory(prefix="msgin5g-demo-") as workdir:
-        return _run_in(Path(workdir), plan, args.json)
+        return _run_in(Path(workdir), plan, args)
 
 
-def _run_in(workdir: Path, plan: DemoPlan, as_json: bool) -> int:
-    console = Console(stderr=as_json)
+def _run_in(workdir: Path, plan: DemoPlan, args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json)
     if not console.is_terminal:
         # Rich assumes 80 columns without a terminal, which would cut the SUPI and cause.
         console.width = 120
     provision(workdir / "msgin5g.sqlite3", plan.provisioning_document())
 
     try:
-        rows, wall_ms = asyncio.run(_main(workdir, plan, console))
+        rows, wall_ms = asyncio.run(_main(workdir, plan, args.concurrency, console))
     except ServiceStartError as error:
         console.print(f"[red]error:[/red] {error}")
         return 1
+    except asyncio.CancelledError:
+        # SIGTERM cancels the main task; every service has been stopped by then.
+        console.print("msgin5g demo: terminated; every service it started is stopped")
+        return 128 + signal.SIGTERM
 
     totals = _totals(rows, wall_ms)
-    if as_json:
+    if args.json:
         print(json.dumps({"ues": rows, "totals": totals}, indent=2))
     else:
         _print_table(console, rows)
@@ -79,7 +91,7 @@ def _run_in(workdir: Path, plan: DemoPlan, as_json: bool) -> int:
     return 0 if totals["unexpected"] == 0 else 1
 
 
-async def _main(workdir: Path, plan: DemoPlan, console: Console) -> tuple[list[dict[str, Any]], float]:
+async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Console) -> tuple[list[dict[str, Any]], float]:
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
 
@@ -94,21 +106,24 @@ async def _main(workdir: Path, plan: DemoPlan, console: Console) -> tuple[list[d
             console.print(f"services ready: {_service_list(deployment)}")
             with console.status(f"registering {len(plan.ues)} UEs concurrently ..."):
                 started = time.perf_counter()
-                outcomes = await _run_ues(deployment, plan)
+                outcomes = await _run_ues(deployment, plan, concurrency)
                 wall_ms = (time.perf_counter() - started) * 1000.0
 
     rows = [_row(ue, outcome) for ue, outcome in zip(plan.ues, outcomes)]
     return rows, wall_ms
 
 
-async def _run_ues(deployment: LocalDeployment, plan: DemoPlan) -> list[RegistrationOutcome]:
+async def _run_ues(deployment: LocalDeployment, plan: DemoPlan, concurrency: int) -> list[RegistrationOutcome]:
     host, port = deployment.server_address
+    slots = asyncio.Semaphore(concurrency)
+
+    async def run_one(http, ue: PlannedUe) -> RegistrationOutcome:
+        async with slots:
+            profile = _profile(ue, plan, deployment.ausf_uri, host, port)
+            return await register_ue(http, profile, Usim(k=ue.k, opc=ue.opc))
+
     async with new_http_client() as http:
-        attempts = [
-            register_ue(http, _profile(ue, plan, deployment.ausf_uri, host, port), Usim(k=ue.k, opc=ue.opc))
-            for ue in plan.ues
-        ]
-        return await asyncio.gather(*attempts)
+        return await asyncio.gather(*(run_one(http, ue) for ue in plan.ues))
 
 
 def _profile(ue: PlannedUe, plan: DemoPlan, ausf_uri: str, host: str, port: int) -> UeProfile:
@@ -171,22 +186,27 @@ def _totals(rows: list[dict[str, Any]], wall_ms: float) -> dict[str, Any]:
 
 
 def _print_table(console: Console, rows: list[dict[str, Any]]) -> None:
-    table = Table(title="MSGin5G registrations")
-    for column in ("UE", "SUPI", "profile", "outcome", "expected", "cause", "ms"):
-        table.add_column(column, justify="right" if column == "ms" else "left")
+    # Every column but the cause keeps its whole value, so in a narrow terminal
+    # the cause wraps over several lines instead of being cut. The expected
+    # outcome appears only where it differs.
+    table = Table(title="MSGin5G registrations", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, key in (("UE", "ue"), ("SUPI", "supi"), ("profile", "profile"), ("outcome", "outcome")):
+        width = max([len(column)] + [len(row[key]) for row in rows])
+        table.add_column(column, no_wrap=True, min_width=width)
+    table.add_column("cause", overflow="fold", min_width=12)
+    table.add_column("ms", justify="right", no_wrap=True, min_width=5)
 
     for row in rows:
         style = OUTCOME_STYLES.get(row["outcome"], "")
-        mark = "" if row["as_expected"] else " [bold red](unexpected)[/bold red]"
         table.add_row(
-            row["ue"], row["supi"], row["profile"], f"[{style}]{row['outcome']}[/{style}]{mark}",
-            row["expected"], row["cause"] or "-", f"{row['ms']:.0f}",
+            row["ue"], row["supi"], row["profile"], f"[{style}]{row['outcome']}[/{style}]",
+            row["cause"] or "-", f"{row['ms']:.0f}",
         )
     console.print(table)
 
     for row in rows:
         if not row["as_expected"]:
-            console.print(f"[red]{row['ue']}[/red]: {row['detail']}")
+            console.print(f"[red]{row['ue']}[/red] expected {row['expected']}, got {row['outcome']}: {row['detail']}")
 
 
 def _print_summary(console: Console, totals: dict[str, Any]) -> None:

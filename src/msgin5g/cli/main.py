@@ -37,8 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UsageError as error:
-        print(f"msgin5g {args.command}: error: {error}", file=sys.stderr)
+        print(f"msgin5g {_command_name(args)}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("msgin5g: interrupted", file=sys.stderr)
         return 130
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """Return the subcommand as typed, for example "keys milenage" or "ue register"."""
+    words = [args.command]
+    for nested in ("derivation", f"{args.command}_command"):
+        value = getattr(args, nested, None)
+        if isinstance(value, str):
+            words.append(value)
+    return " ".join(words)

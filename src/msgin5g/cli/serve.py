@@ -44,6 +44,21 @@ SERVICE_RUNNERS: dict[str, tuple[str, str]] = {
 QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "h2")
 
 
+CONFIG_KEYS_HELP = """\
+configuration keys (a relative database path is taken from the file's folder):
+  udm, cm   sbi {host, port}, database
+  aanf      sbi, database, k_af_lifetime (s), context_lifetime (s),
+            authorized_afs (list of AF FQDNs)
+  ausf      sbi, database, udm {uri, timeout (s)}, aanf {uri, timeout (s)},
+            home_network {mcc, mnc}, auth_context_lifetime (s), nf_instance_id
+  server    listen {host, port}, fqdn, aanf {uri, timeout (s)},
+            cm {uri, timeout (s)}, database, limits {max_connections,
+            handshake_timeout (s), max_message_size (octets),
+            max_client_hello_size (octets)}
+port 0 picks a free port; the ready line gives the real one.
+"""
+
+
 def load_runner(service: str) -> ServiceRunner:
     module_name, function_name = SERVICE_RUNNERS[service]
     try:
@@ -86,6 +101,8 @@ def configure_logging(level_name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.config.is_file():
+        raise UsageError(f"configuration file {args.config} not found: give the path of the service's YAML file")
     configure_logging(args.log_level)
     runner = load_runner(args.service)
     try:
@@ -103,6 +120,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run a core network function or the MSGin5G Server",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=CONFIG_KEYS_HELP,
         description=(
             "Run one service until SIGTERM or SIGINT. When it listens, the service prints one "
             'JSON line on stdout: {"event": "ready", "service": ..., "uri": ...}. '

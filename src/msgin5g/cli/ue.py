@@ -1,4 +1,4 @@
-"""`msgin5g ue register`: one UE runs 5G AKA, AKMA and REG against a deployment."""
+"""`msgin5g ue register|deregister`: one UE runs 5G AKA, AKMA and REG or DEREG."""
 
 import argparse
 import asyncio
@@ -9,7 +9,14 @@ from typing import Any
 import yaml
 
 from msgin5g.cli.errors import UsageError
-from msgin5g.service.client import REGISTERED, new_http_client, register_ue
+from msgin5g.service.client import (
+    DEREGISTERED,
+    REGISTERED,
+    RegistrationOutcome,
+    deregister_ue,
+    new_http_client,
+    register_ue,
+)
 from msgin5g.service.ue_profile import ProfileError, UeProfile, profile_from_mapping
 from msgin5g.service.usim import Usim
 
@@ -29,36 +36,53 @@ OPTION_KEYS = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    ue = subparsers.add_parser("ue", help="run a simulated UE (MSGin5G Client)")
-    commands = ue.add_subparsers(dest="ue_command", metavar="UE_COMMAND", required=True)
-
-    register = commands.add_parser(
-        "register",
-        help="authenticate with 5G AKA, derive K_AF and register at the MSGin5G Server",
+    ue = subparsers.add_parser(
+        "ue",
+        help="run a simulated UE (MSGin5G Client)",
         description=(
-            "Values come from --config (a YAML file) and from options; an option "
-            "overrides the same key of the file."
+            "A simulated UE with a software USIM: it runs 5G AKA with the AUSF, derives "
+            "K_AKMA, the A-KID and K_AF, and talks to the MSGin5G Server over CoAP on "
+            "TLS 1.3 keyed by K_AF."
         ),
     )
-    register.add_argument("--config", type=Path, help="UE configuration YAML file")
-    register.add_argument("--supi", help="SUPI, for example imsi-001010000000001")
-    register.add_argument("--k", help="subscriber key K, 32 hexadecimal digits (16 octets)")
-    register.add_argument("--op", help="operator variant OP, 32 hexadecimal digits")
-    register.add_argument("--opc", help="OPc, 32 hexadecimal digits (instead of --op)")
-    register.add_argument("--mcc", help="home network MCC, 3 digits")
-    register.add_argument("--mnc", help="home network MNC, 2 or 3 digits")
-    register.add_argument("--rid", help="routing indicator, 1 to 4 digits (default 0)")
-    register.add_argument("--ue-service-id", help="UE service ID to register")
-    register.add_argument("--ausf", help="AUSF base URI, for example http://127.0.0.1:8001")
-    register.add_argument("--server", help="MSGin5G Server address as HOST:PORT")
-    register.add_argument("--server-fqdn", help="MSGin5G Server FQDN (enters AF_ID and SNI)")
-    register.add_argument("--json", action="store_true", help="print the result as JSON")
-    register.set_defaults(handler=run_register)
+    commands = ue.add_subparsers(dest="ue_command", metavar="UE_COMMAND", required=True)
+
+    for name, help_text in (
+        ("register", "authenticate with 5G AKA, derive K_AF and register at the MSGin5G Server"),
+        ("deregister", "authenticate with 5G AKA, derive K_AF and deregister at the MSGin5G Server"),
+    ):
+        _add_command(commands, name, help_text)
 
 
-def run_register(args: argparse.Namespace) -> int:
+def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    command = commands.add_parser(
+        name,
+        help=help_text,
+        description=(
+            f"{help_text[0].upper()}{help_text[1:]}. Values come from --config (a YAML file) "
+            "and from options; an option overrides the same key of the file. The exit "
+            "status is 0 when the server accepted the request, 1 otherwise."
+        ),
+    )
+    command.add_argument("--config", type=Path, help="UE configuration YAML file")
+    command.add_argument("--supi", help="SUPI, for example imsi-001010000000001")
+    command.add_argument("--k", help="subscriber key K, 32 hexadecimal digits (16 octets)")
+    command.add_argument("--op", help="operator variant OP, 32 hexadecimal digits")
+    command.add_argument("--opc", help="OPc, 32 hexadecimal digits (instead of --op)")
+    command.add_argument("--mcc", help="home network MCC, 3 digits")
+    command.add_argument("--mnc", help="home network MNC, 2 or 3 digits")
+    command.add_argument("--rid", help="routing indicator, 1 to 4 digits (default 0)")
+    command.add_argument("--ue-service-id", help="UE service ID to register or deregister")
+    command.add_argument("--ausf", help="AUSF base URI, for example http://127.0.0.1:8002")
+    command.add_argument("--server", help="MSGin5G Server address as HOST:PORT")
+    command.add_argument("--server-fqdn", help="MSGin5G Server FQDN (enters AF_ID and SNI)")
+    command.add_argument("--json", action="store_true", help="print the result as JSON")
+    command.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
     profile = _profile(args)
-    outcome = asyncio.run(_register(profile))
+    outcome = asyncio.run(_run(profile, deregister=args.ue_command == "deregister"))
 
     if args.json:
         print(json.dumps({
@@ -72,12 +96,14 @@ def run_register(args: argparse.Namespace) -> int:
     else:
         cause = f" ({outcome.cause})" if outcome.cause else ""
         print(f"{outcome.outcome}{cause}: {outcome.detail} [{outcome.milliseconds:.0f} ms]")
-    return 0 if outcome.outcome == REGISTERED else 1
+    return 0 if outcome.outcome in (REGISTERED, DEREGISTERED) else 1
 
 
-async def _register(profile: UeProfile):
+async def _run(profile: UeProfile, *, deregister: bool) -> RegistrationOutcome:
     usim = Usim(k=profile.k, opc=profile.opc)
     async with new_http_client() as http:
+        if deregister:
+            return await deregister_ue(http, profile, usim)
         return await register_ue(http, profile, usim)
 
 

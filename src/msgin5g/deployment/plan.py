@@ -5,6 +5,7 @@ associated with another UE (authorization must reject it), and one UE whose
 USIM holds a wrong K (primary authentication must fail).
 """
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from msgin5g.crypto.aka import check_mcc_mnc
 from msgin5g.crypto.milenage import opc_from_op
 
 REGISTERED = "registered"
@@ -19,6 +21,14 @@ REJECTED = "rejected"
 FAILED = "failed"
 
 PROFILE_TLS13 = "psk-tls1.3"
+
+HEX_KEY_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
+SQN_PATTERN = re.compile(r"[0-9A-Fa-f]{12}")
+
+CONFIG_KEYS = {
+    "home_network", "server_fqdn", "k_af_lifetime_seconds", "supi_prefix",
+    "ue_service_id_format", "routing_indicator", "credentials",
+}
 
 
 class PlanError(ValueError):
@@ -66,17 +76,26 @@ def load_plan(config_path: Path, ue_count: int) -> DemoPlan:
     if ue_count < 1:
         raise PlanError(f"invalid number of UEs {ue_count}: use 1 or more")
     try:
-        config = yaml.safe_load(config_path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise PlanError(f"cannot read the demo configuration {config_path}: {error}") from error
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise PlanError(f"cannot read the demo configuration {config_path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise PlanError(f"the demo configuration {config_path} is not valid YAML: {error}") from error
     if not isinstance(config, dict):
         raise PlanError(f"{config_path} must hold a mapping of keys to values")
+
+    unknown = sorted(str(key) for key in config if key not in CONFIG_KEYS)
+    if unknown:
+        raise PlanError(
+            f"unknown key {unknown[0]} in {config_path}: check its spelling; known keys are "
+            + ", ".join(sorted(CONFIG_KEYS))
+        )
     return _build_plan(config, ue_count)
 
 
 def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
     credentials = _credentials(config)
-    home = config.get("home_network") or {}
+    mcc, mnc = _home_network(config)
     builder = _PlanBuilder(
         supi_prefix=str(_required(config, "supi_prefix")),
         service_id_format=str(_required(config, "ue_service_id_format")),
@@ -90,11 +109,11 @@ def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
     builder.add_ue(ue_count + 2, FAILED, "MAC_FAILURE", wrong_k=True)
 
     return DemoPlan(
-        mcc=str(_required(home, "mcc", "home_network.mcc")),
-        mnc=str(_required(home, "mnc", "home_network.mnc")),
+        mcc=mcc,
+        mnc=mnc,
         server_fqdn=str(_required(config, "server_fqdn")),
         routing_indicator=builder.routing_indicator,
-        k_af_lifetime_seconds=int(config.get("k_af_lifetime_seconds", 3600)),
+        k_af_lifetime_seconds=_lifetime(config),
         subscribers=builder.subscribers,
         associations=builder.associations,
         ues=builder.ues,
@@ -163,7 +182,31 @@ def _credentials(config: dict[str, Any]) -> list[dict[str, str]]:
     for index, entry in enumerate(credentials):
         if not isinstance(entry, dict) or not {"k", "op"} <= entry.keys():
             raise PlanError(f"credentials[{index}] must have k and op (32 hexadecimal digits each)")
+        for key in ("k", "op"):
+            if not HEX_KEY_PATTERN.fullmatch(str(entry[key])):
+                raise PlanError(f"invalid credentials[{index}].{key}: use 32 hexadecimal digits (16 octets)")
+        if "sqn" in entry and not SQN_PATTERN.fullmatch(str(entry["sqn"])):
+            raise PlanError(f"invalid credentials[{index}].sqn: use 12 hexadecimal digits (6 octets)")
     return credentials
+
+
+def _lifetime(config: dict[str, Any]) -> int:
+    value = config.get("k_af_lifetime_seconds", 3600)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise PlanError(f"invalid k_af_lifetime_seconds {value!r}: use a whole number of seconds above 0")
+    return value
+
+
+def _home_network(config: dict[str, Any]) -> tuple[str, str]:
+    home = config.get("home_network")
+    if not isinstance(home, dict):
+        raise PlanError('missing home_network in the demo configuration: add {mcc: "001", mnc: "01"}')
+    mcc, mnc = str(_required(home, "mcc", "home_network.mcc")), str(_required(home, "mnc", "home_network.mnc"))
+    try:
+        check_mcc_mnc(mcc, mnc)
+    except ValueError as error:
+        raise PlanError(f"invalid home_network: {error}") from error
+    return mcc, mnc
 
 
 def _required(mapping: dict[str, Any], key: str, name: str | None = None) -> Any:

@@ -26,7 +26,13 @@ async def serve_nf(
 
     `name` is the function's name in log lines, e.g. "AAnF".
     """
-    sock = bind_socket(binding.host, binding.port)
+    try:
+        sock = bind_socket(binding.host, binding.port)
+    except OSError as error:
+        raise OSError(
+            error.errno, f"cannot listen on {binding.host}:{binding.port}: {error.strerror}; "
+            "choose another sbi.port, or 0 for a free one"
+        ) from error
     try:
         uri = socket_uri(sock)
         logger.info("%s listening on %s", name, uri)

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 2.0
+KEEP_ALIVE_MAX_REQUESTS = 2**31 - 1
 LISTEN_BACKLOG = 128
 DRAIN_LIMIT_OCTETS = 1024 * 1024
 DRAIN_TIMEOUT_SECONDS = 5.0
@@ -69,6 +70,10 @@ def hypercorn_config(sock: socket.socket) -> Config:
     # messages follow the logging set up by the application.
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = GRACEFUL_SHUTDOWN_SECONDS
+    # Hypercorn closes a connection after 1000 requests by default. SBI peers keep
+    # one HTTP/2 connection for many UEs, and requests in flight on a closed
+    # connection fail, so the cap is lifted.
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.include_server_header = False
     config.backlog = LISTEN_BACKLOG
     return config

@@ -41,7 +41,8 @@ BINDER_CAUSE = "the PSK binder did not verify: K_AF differs (wrong AF FQDN or st
 
 ALERT_CAUSES = {
     AlertDescription.unknown_psk_identity: (
-        "the server's AAnF does not know this A-KID (run primary authentication again)"
+        "the server's AAnF does not know this A-KID (run primary authentication again, and check "
+        "that the UE's home network MCC, MNC and routing indicator match the core's)"
     ),
     AlertDescription.decrypt_error: BINDER_CAUSE,
     # OpenSSL 3.0 servers send illegal_parameter, not decrypt_error, when a PSK
@@ -71,7 +72,7 @@ class ChannelError(Exception):
         self.alert = alert
 
 
-def _error_from_ssl(error: ssl.SSLError) -> ChannelError:
+def _error_from_ssl(error: ssl.SSLError, address: str | None = None) -> ChannelError:
     if isinstance(error, ssl.SSLCertVerificationError):
         return ChannelError(
             "the server presented a certificate instead of accepting the AKMA PSK, so the "
@@ -80,7 +81,11 @@ def _error_from_ssl(error: ssl.SSLError) -> ChannelError:
     alert = alert_from_ssl_error(error)
     if alert is not None:
         return ChannelError(cause_for_alert(alert), alert=alert)
-    return ChannelError(f"TLS failed: {getattr(error, 'reason', None) or error}")
+    reason = f"TLS failed: {getattr(error, 'reason', None) or error}"
+    if address is None:
+        return ChannelError(reason)
+    # A handshake error without an alert often means another service listens there.
+    return ChannelError(f"{reason}; check that {address} is the MSGin5G Server's address")
 
 
 class SecureChannel:
@@ -331,7 +336,7 @@ async def _open_tls(
                 host, port, ssl=context, server_hostname=af_fqdn, ssl_handshake_timeout=timeout
             )
     except ssl.SSLError as error:
-        raise _error_from_ssl(error) from error
+        raise _error_from_ssl(error, f"{host}:{port}") from error
     except TimeoutError:
         raise ChannelError(f"TLS handshake with {host}:{port} did not finish within {timeout} s") from None
     except ConnectionResetError as error:

@@ -19,6 +19,7 @@ from msgin5g.service.usim import Usim
 logger = logging.getLogger(__name__)
 
 REGISTERED = "registered"
+DEREGISTERED = "deregistered"
 REJECTED = "rejected"
 FAILED = "failed"
 
@@ -29,7 +30,8 @@ PROFILE_TLS13 = "psk-tls1.3"
 class RegistrationOutcome:
     """How one UE's registration attempt ended.
 
-    `outcome` is registered, rejected (the server refused the REG) or failed
+    `outcome` is registered or deregistered, rejected (the server rejected the
+    REG or DEREG) or failed
     (no session: primary authentication or the TLS handshake failed). `cause`
     is a short code and `detail` says what to check.
     """
@@ -41,28 +43,52 @@ class RegistrationOutcome:
     profile: str = PROFILE_TLS13
 
 
+SBI_TIMEOUT_SECONDS = 10.0
+
+
 def new_http_client() -> httpx.AsyncClient:
-    """An SBI client: HTTP/2 with prior knowledge over cleartext TCP."""
-    return httpx.AsyncClient(http1=False, http2=True, timeout=10.0)
+    """Return an SBI client: HTTP/2 with prior knowledge over cleartext TCP."""
+    return httpx.AsyncClient(http1=False, http2=True, timeout=SBI_TIMEOUT_SECONDS)
+
+
+def describe_http_error(error: httpx.HTTPError) -> str:
+    """Describe an httpx failure in words, because some of them have an empty message."""
+    if isinstance(error, httpx.TimeoutException):
+        return f"no answer within {SBI_TIMEOUT_SECONDS:.0f} s ({type(error).__name__})"
+    if isinstance(error, httpx.ConnectError):
+        return f"connection failed ({error or type(error).__name__}); is the AUSF running there?"
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"{detail}; is this the AUSF's SBI address (HTTP/2 without TLS)?"
 
 
 async def register_ue(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) -> RegistrationOutcome:
     """Authenticate, open the secure channel and send REG; never raises for a protocol failure."""
+    return await _timed(http, profile, usim, deregister=False)
+
+
+async def deregister_ue(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) -> RegistrationOutcome:
+    """Authenticate, open the secure channel and send DEREG; never raises for a protocol failure."""
+    return await _timed(http, profile, usim, deregister=True)
+
+
+async def _timed(
+    http: httpx.AsyncClient, profile: UeProfile, usim: Usim, *, deregister: bool
+) -> RegistrationOutcome:
     started = time.perf_counter()
-    outcome, cause, detail = await _attempt(http, profile, usim)
+    outcome, cause, detail = await _attempt(http, profile, usim, deregister)
     elapsed_ms = (time.perf_counter() - started) * 1000.0
     return RegistrationOutcome(outcome=outcome, cause=cause, detail=detail, milliseconds=elapsed_ms)
 
 
 async def _attempt(
-    http: httpx.AsyncClient, profile: UeProfile, usim: Usim
+    http: httpx.AsyncClient, profile: UeProfile, usim: Usim, deregister: bool
 ) -> tuple[str, str | None, str]:
     try:
         keys = await authenticate(http, profile, usim)
     except PrimaryAuthenticationError as error:
         return FAILED, error.cause, f"primary authentication failed: {error}"
     except httpx.HTTPError as error:
-        return FAILED, "AUSF_UNREACHABLE", f"cannot reach the AUSF at {profile.ausf_uri}: {error}"
+        return FAILED, "AUSF_UNREACHABLE", f"the request to the AUSF at {profile.ausf_uri} failed: {describe_http_error(error)}"
 
     # TS 33.535 Annex A.4 with the Ua* identifier of shared-key TLS 1.3.
     ue_k_af = k_af(keys.k_akma, af_id(profile.server_fqdn, UA_TLS13))
@@ -70,14 +96,18 @@ async def _attempt(
         async with SecureChannel.open(
             profile.server_host, profile.server_port, profile.server_fqdn, keys.a_kid, ue_k_af
         ) as channel:
-            result = await channel.register(profile.ue_service_id)
+            if deregister:
+                result = await channel.deregister(profile.ue_service_id)
+            else:
+                result = await channel.register(profile.ue_service_id)
     except ChannelError as error:
         cause = error.alert.name.upper() if error.alert is not None else "CHANNEL_FAILED"
-        return FAILED, cause, f"secure channel failed: {error.cause}"
+        where = f"{profile.server_host}:{profile.server_port}, AF FQDN {profile.server_fqdn}"
+        return FAILED, cause, f"secure channel to the MSGin5G Server ({where}) failed: {error.cause}"
     except OSError as error:
         return FAILED, "SERVER_UNREACHABLE", f"cannot reach the MSGin5G Server: {error}"
 
     if result.accepted:
-        return REGISTERED, None, result.detail
+        return (DEREGISTERED if deregister else REGISTERED), None, result.detail
     cause = result.cause.value if result.cause is not None else str(result.code)
     return REJECTED, cause, result.detail

@@ -10,6 +10,9 @@ from msgin5g.crypto.supi import supi_kdf_value
 
 ROUTING_INDICATOR_PATTERN = re.compile(r"[0-9]{1,4}")
 HEX_KEY_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
+TOP_LEVEL_KEYS = {
+    "supi", "k", "op", "opc", "home_network", "routing_indicator", "ue_service_id", "ausf", "server",
+}
 
 
 class ProfileError(ValueError):
@@ -61,8 +64,11 @@ def profile_from_mapping(document: dict[str, Any]) -> UeProfile:
             f"invalid routing_indicator {routing_indicator!r}: use 1 to 4 decimal digits"
         )
 
+    _check_keys(document, TOP_LEVEL_KEYS, "")
     ausf = _section(document, "ausf")
     server = _section(document, "server")
+    _check_keys(ausf, {"uri"}, "ausf.")
+    _check_keys(server, {"host", "port", "fqdn"}, "server.")
     return UeProfile(
         supi=supi,
         k=k,
@@ -71,11 +77,26 @@ def profile_from_mapping(document: dict[str, Any]) -> UeProfile:
         mnc=mnc,
         routing_indicator=routing_indicator,
         ue_service_id=_required_text(document, "ue_service_id"),
-        ausf_uri=_required_text(ausf, "uri", "ausf.uri"),
+        ausf_uri=_http_uri(_required_text(ausf, "uri", "ausf.uri")),
         server_host=_required_text(server, "host", "server.host"),
         server_port=_port(server),
         server_fqdn=_required_text(server, "fqdn", "server.fqdn"),
     )
+
+
+def _check_keys(mapping: dict[str, Any], known: set[str], prefix: str) -> None:
+    unknown = sorted(str(key) for key in mapping if key not in known)
+    if unknown:
+        raise ProfileError(
+            f"unknown key {prefix}{unknown[0]}: check its spelling; known keys are "
+            + ", ".join(prefix + key for key in sorted(known))
+        )
+
+
+def _http_uri(uri: str) -> str:
+    if not uri.startswith(("http://", "https://")):
+        raise ProfileError(f"invalid ausf.uri {uri!r}: use http://HOST:PORT, for example http://127.0.0.1:8002")
+    return uri
 
 
 def _required_text(mapping: dict[str, Any], key: str, name: str | None = None) -> str:
@@ -90,9 +111,12 @@ def _required_text(mapping: dict[str, Any], key: str, name: str | None = None) -
 def _hex_key(mapping: dict[str, Any], key: str) -> bytes:
     text = _required_text(mapping, key)
     if not HEX_KEY_PATTERN.fullmatch(text):
-        raise ProfileError(
-            f"invalid {key}: expected 32 hexadecimal digits (16 octets), got {len(text)} characters"
+        problem = (
+            "contains characters other than 0-9 and a-f"
+            if len(text) == 32
+            else f"has {len(text)} characters"
         )
+        raise ProfileError(f"invalid {key}: expected 32 hexadecimal digits (16 octets), but it {problem}")
     return bytes.fromhex(text)
 
 
@@ -106,6 +130,7 @@ def _opc(mapping: dict[str, Any], k: bytes) -> bytes:
 
 def _home_network(mapping: dict[str, Any]) -> tuple[str, str]:
     home = _section(mapping, "home_network")
+    _check_keys(home, {"mcc", "mnc"}, "home_network.")
     mcc = str(home.get("mcc", ""))
     mnc = str(home.get("mnc", ""))
     try:
