@@ -6,19 +6,14 @@ module and this project's CoAP framing, so each can misbehave in one way.
 
 import asyncio
 import contextlib
-import datetime
 import ssl
 from collections.abc import Awaitable, Callable
 
 import pytest
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from af_helpers import AF_FQDN, LOOPBACK, make_a_kid
+from af_helpers import AF_FQDN, LOOPBACK, certificate_server_context, make_a_kid
 from msgin5g.coap.tcp import CoapTcpConnection, MessageReceived
 from msgin5g.service.channel import ChannelError, SecureChannel, cause_for_alert
 from msgin5g.ua.alerts import AlertDescription
@@ -219,35 +214,6 @@ async def test_server_without_alpn_refused():
             await SecureChannel.connect(LOOPBACK, port, AF_FQDN, A_KID, K_AF)
 
 
-def certificate_server_context(tmp_path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, AF_FQDN)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(AF_FQDN)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "server.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "server.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
-    context.set_alpn_protocols(["coap"])
-    return context
-
-
 async def test_certificate_server_refused(tmp_path):
     """A server that declines the PSK and authenticates with a certificate is not accepted."""
 
@@ -256,6 +222,6 @@ async def test_certificate_server_refused(tmp_path):
             await reader.read()
         writer.close()
 
-    async with scripted_server(handler, certificate_server_context(tmp_path)) as port:
+    async with scripted_server(handler, certificate_server_context(tmp_path, alpn=True)) as port:
         with pytest.raises(ChannelError, match="presented a certificate instead of accepting the AKMA PSK"):
             await SecureChannel.connect(LOOPBACK, port, AF_FQDN, A_KID, K_AF)

@@ -1,15 +1,10 @@
 """The sans-IO TLS 1.3 PSK server engine against a real OpenSSL client over memory BIOs."""
 
-import datetime
 import ssl
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from af_helpers import AF_FQDN, as_records, build_client_hello
+from af_helpers import AF_FQDN, as_records, build_client_hello, certificate_server_context
 from msgin5g.ua.alerts import AlertDescription, alert_from_ssl_error, fatal_alert_record
 from msgin5g.ua.tls13_psk import (
     AKMA_IDENTITY_PREFIX,
@@ -387,41 +382,11 @@ def test_peer_close_notify_reported():
     assert events == [ConnectionClosed()]
 
 
-def _certificate_server_context(tmp_path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, AF_FQDN)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(AF_FQDN)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certificate_file = tmp_path / "server.pem"
-    key_file = tmp_path / "server.key"
-    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificate_file, key_file)
-    return context
-
-
 def test_client_refuses_certificate_fallback(tmp_path):
     """A server that ignores the PSK and authenticates with a certificate is refused."""
     client = akma_client()
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    server = _certificate_server_context(tmp_path).wrap_bio(incoming, outgoing, server_side=True)
+    server = certificate_server_context(tmp_path).wrap_bio(incoming, outgoing, server_side=True)
     incoming.write(client.step())
     with pytest.raises(ssl.SSLWantReadError):
         server.do_handshake()

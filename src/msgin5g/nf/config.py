@@ -54,8 +54,11 @@ class NfConfig(ConfigModel):
     database: Path
 
 
-def load_config[C: NfConfig](path: Path | str, model: type[C]) -> C:
-    """Read and validate a YAML configuration file; raise ConfigError when it is wrong."""
+def load_config[C: BaseModel](path: Path | str, model: type[C]) -> C:
+    """Read and validate a YAML configuration file; raise ConfigError when it is wrong.
+
+    MODEL has a `database` path, which is taken relative to the file's folder.
+    """
     path = Path(path)
     document = read_yaml(path)
 
@@ -81,7 +84,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
     if not isinstance(document, dict):
-        raise ConfigError(f"{path} must contain a YAML mapping such as 'sbi: {{port: 0}}'")
+        raise ConfigError(f"{path} must contain a YAML mapping of keys to values, such as 'database: msgin5g.sqlite3'")
     return document
 
 

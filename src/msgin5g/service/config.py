@@ -16,11 +16,12 @@ Unknown keys are errors, so that a typo does not pass silently.
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from msgin5g.coap.tcp import BASE_MAX_MESSAGE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from msgin5g.crypto.akma import UA_TLS13, af_id
-from msgin5g.nf.config import ConfigError, ConfigModel, Peer, describe_errors, read_yaml
+from msgin5g.nf.config import ConfigError, ConfigModel, Peer
+from msgin5g.nf.config import load_config as load_nf_style_config
 from msgin5g.ua.clienthello import DEFAULT_MAX_CLIENT_HELLO_SIZE
 
 __all__ = ["ConfigError", "Limits", "Listen", "Peer", "ServerConfig", "load_config"]
@@ -68,14 +69,4 @@ class ServerConfig(ConfigModel):
 
 def load_config(path: Path | str) -> ServerConfig:
     """Read and validate the server's YAML file; raise ConfigError naming each wrong key."""
-    path = Path(path)
-    document = read_yaml(path)
-
-    try:
-        config = ServerConfig.model_validate(document)
-    except ValidationError as error:
-        raise ConfigError(describe_errors(path, error)) from None
-
-    if not config.database.is_absolute():
-        config = config.model_copy(update={"database": path.parent / config.database})
-    return config
+    return load_nf_style_config(path, ServerConfig)
