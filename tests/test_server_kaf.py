@@ -12,11 +12,12 @@ from af_helpers import (
     CmStub,
     k_af_for,
     make_a_kid,
+    make_k_akma,
     running_server,
     serving,
     supi_for,
 )
-from msgin5g.crypto.akma import UA_TLS13, af_id
+from msgin5g.crypto.akma import UA_TLS13, af_id, k_af, ua_tls12
 from msgin5g.sbi.client import SbiClient
 from msgin5g.service.channel import SecureChannel
 from msgin5g.service.kaf import AanfClient, AanfError, KafCache, KafEntry, KafProvider
@@ -132,6 +133,22 @@ async def test_provider_sends_wire_af_id():
     assert aanf.requests == [
         {"afId": "msgin5g.example.test;ua-protocol-id=0100000007", "aKId": a_kid, "anonInd": False}
     ]
+
+
+async def test_provider_keys_by_ua_protocol_id():
+    aanf = AanfStub()
+    a_kid = aanf.add_ue(1)
+    tls12 = ua_tls12(0x00A8)  # TLS_PSK_WITH_AES_128_GCM_SHA256
+    async with serving(aanf.app) as uri, SbiClient(uri) as sbi:
+        provider = KafProvider(AF_FQDN, AanfClient(sbi))
+        for_tls13 = await provider.obtain(a_kid)
+        for_tls12 = await provider.obtain(a_kid, tls12)
+
+    assert for_tls12.k_af == k_af(make_k_akma(1), af_id(AF_FQDN, tls12))
+    assert for_tls12.k_af != for_tls13.k_af
+    assert provider.lookup(a_kid, tls12) is for_tls12
+    assert provider.lookup(a_kid) is for_tls13
+    assert aanf.requests[1]["afId"] == "msgin5g.example.test;ua-protocol-id=01000100a8"
 
 
 async def test_provider_unknown_a_kid_returns_none():

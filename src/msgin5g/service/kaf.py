@@ -112,9 +112,11 @@ class AanfClient:
     def __init__(self, sbi: SbiClient) -> None:
         self._sbi = sbi
 
-    async def retrieve_application_key(self, a_kid: str, fqdn: str) -> KafEntry | None:
-        """Return K_AF for the AF_ID of `fqdn` with Ua* protocol TLS 1.3, or None on 204."""
-        request = AkmaAfKeyRequest(af_id=af_id_to_wire(fqdn, UA_TLS13), a_kid=a_kid)
+    async def retrieve_application_key(
+        self, a_kid: str, fqdn: str, ua_protocol_id: bytes = UA_TLS13
+    ) -> KafEntry | None:
+        """Return K_AF for AF_ID = `fqdn` || `ua_protocol_id`, or None on 204."""
+        request = AkmaAfKeyRequest(af_id=af_id_to_wire(fqdn, ua_protocol_id), a_kid=a_kid)
         try:
             response = await self._sbi.call(
                 "POST", RETRIEVE_APPLICATION_KEY_PATH, body=request, response_type=AkmaAfKeyData
@@ -126,7 +128,7 @@ class AanfClient:
 
         if response.status == 204 or response.body is None:
             return None
-        return _entry_from_key_data(a_kid, af_id(fqdn, UA_TLS13), response.body)
+        return _entry_from_key_data(a_kid, af_id(fqdn, ua_protocol_id), response.body)
 
 
 def _entry_from_key_data(a_kid: str, af_id_value: bytes, data: AkmaAfKeyData) -> KafEntry:
@@ -145,33 +147,41 @@ def _entry_from_key_data(a_kid: str, af_id_value: bytes, data: AkmaAfKeyData) ->
 
 
 class KafProvider:
-    """K_AF for this AF: from the cache, else from the AAnF, one request per A-KID at a time."""
+    """K_AF for this AF: from the cache, else from the AAnF, one request per key at a time.
+
+    Each Ua* security protocol gives its own AF_ID (FQDN || Ua* protocol
+    identifier), so the same A-KID yields a different K_AF per protocol, and for
+    TLS 1.2 per negotiated cipher suite. The default is shared-key TLS 1.3.
+    """
 
     def __init__(self, fqdn: str, aanf: AanfClient, cache: KafCache | None = None) -> None:
         self.fqdn = fqdn
         self.af_id = af_id(fqdn, UA_TLS13)
         self.cache = cache if cache is not None else KafCache()
         self._aanf = aanf
-        self._in_flight: dict[str, asyncio.Task[KafEntry | None]] = {}
+        self._in_flight: dict[tuple[str, bytes], asyncio.Task[KafEntry | None]] = {}
 
-    def lookup(self, a_kid: str) -> KafEntry | None:
+    def lookup(self, a_kid: str, ua_protocol_id: bytes = UA_TLS13) -> KafEntry | None:
         """Return the cached, unexpired entry; never does I/O (safe in the PSK callback)."""
-        return self.cache.get(a_kid, self.af_id)
+        return self.cache.get(a_kid, af_id(self.fqdn, ua_protocol_id))
 
-    async def obtain(self, a_kid: str) -> KafEntry | None:
+    async def obtain(self, a_kid: str, ua_protocol_id: bytes = UA_TLS13) -> KafEntry | None:
         """Return K_AF for `a_kid`, asking the AAnF on a cache miss; None when it is unknown.
 
         Raises AanfError when the AAnF cannot be reached or responds with an error.
         """
-        entry = self.lookup(a_kid)
+        entry = self.lookup(a_kid, ua_protocol_id)
         if entry is not None:
             return entry
 
-        task = self._in_flight.get(a_kid)
+        key = (a_kid, ua_protocol_id)
+        task = self._in_flight.get(key)
         if task is None:
-            task = asyncio.create_task(self._fetch(a_kid), name=f"retrieve K_AF {a_kid}")
-            self._in_flight[a_kid] = task
-            task.add_done_callback(lambda done: self._forget(a_kid, done))
+            task = asyncio.create_task(
+                self._fetch(a_kid, ua_protocol_id), name=f"retrieve K_AF {a_kid}"
+            )
+            self._in_flight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
         # Shielded: a caller that gives up (handshake timeout) must not cancel the
         # request that other connections with the same A-KID are waiting for.
         return await asyncio.shield(task)
@@ -183,13 +193,13 @@ class KafProvider:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _forget(self, a_kid: str, task: asyncio.Task[KafEntry | None]) -> None:
-        self._in_flight.pop(a_kid, None)
+    def _forget(self, key: tuple[str, bytes], task: asyncio.Task[KafEntry | None]) -> None:
+        self._in_flight.pop(key, None)
         if not task.cancelled():
             task.exception()  # Marks the exception as retrieved when no caller is left.
 
-    async def _fetch(self, a_kid: str) -> KafEntry | None:
-        entry = await self._aanf.retrieve_application_key(a_kid, self.fqdn)
+    async def _fetch(self, a_kid: str, ua_protocol_id: bytes) -> KafEntry | None:
+        entry = await self._aanf.retrieve_application_key(a_kid, self.fqdn, ua_protocol_id)
         if entry is None:
             logger.debug("AAnF has no AKMA context for A-KID %s", a_kid)
             return None
