@@ -4,8 +4,9 @@ It handles REG and DEREG like the secured listeners, but nothing
 authenticates the peer: every request is taken as coming from one UE ID
 fixed by the caller. It exists so that an independent CoAP
 implementation (aiocoap's client) can check this project's RFC 8323
-framing and message handling, which TLS would otherwise hide. It is off
-unless configured, and it listens only on loopback addresses.
+framing and message handling, which TLS would otherwise hide. Only tests
+start it (no service configuration does), and it listens only on loopback
+addresses.
 """
 
 import asyncio
