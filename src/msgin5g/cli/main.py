@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "msgin5g.cli.serve",
     "msgin5g.cli.ue",
     "msgin5g.cli.demo",
+    "msgin5g.cli.certs",
 )
 
 
