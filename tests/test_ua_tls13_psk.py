@@ -5,6 +5,9 @@ import ssl
 import pytest
 
 from af_helpers import AF_FQDN, as_records, build_client_hello, certificate_server_context
+from msgin5g.service.config import Limits
+from msgin5g.service.server import Tls13Options, tls13_engines
+from msgin5g.ua import tls13_psk
 from msgin5g.ua.alerts import AlertDescription, alert_from_ssl_error, fatal_alert_record
 from msgin5g.ua.tls13_psk import (
     AKMA_IDENTITY_PREFIX,
@@ -399,3 +402,62 @@ def test_client_refuses_certificate_fallback(tmp_path):
 def test_client_context_requires_32_octet_k_af():
     with pytest.raises(ValueError, match="k_af must be 32 octets"):
         client_context(akma_psk_identity(A_KID), bytes(16))
+
+
+# psk_ke (RFC 8446 clause 4.2.9)
+
+PSK_KE_ONLY = as_records(build_client_hello(psk_modes=(0,)))
+
+
+def test_psk_ke_only_refused_by_default():
+    engine = Tls13PskServer(KafTable().lookup)
+
+    failure = engine.receive_data(PSK_KE_ONLY)[0]
+
+    assert failure.alert is AlertDescription.handshake_failure
+    assert "client offers only psk_ke" in failure.reason
+    assert engine.data_to_send() == fatal_alert_record(AlertDescription.handshake_failure)
+
+
+def test_allow_psk_ke_reaches_binder_check():
+    """With the OpenSSL option set, OpenSSL takes the psk_ke PSK and checks its (zero) binder."""
+    engine = Tls13PskServer(lambda a_kid: K_AF, allow_psk_ke=True)
+
+    needed = engine.receive_data(PSK_KE_ONLY)
+    failure = engine.resume()[0]
+
+    assert isinstance(needed[0], KafNeeded)
+    assert failure.binder_mismatch
+
+
+def test_psk_ke_ignored_without_openssl_option(monkeypatch):
+    """Control for the test above: without SSL_OP_ALLOW_NO_DHE_KEX OpenSSL drops the PSK."""
+    monkeypatch.setattr(tls13_psk, "OP_ALLOW_NO_DHE_KEX", 0)
+    engine = Tls13PskServer(lambda a_kid: K_AF, allow_psk_ke=True)
+
+    engine.receive_data(PSK_KE_ONLY)
+    failure = engine.resume()[0]
+
+    assert not failure.binder_mismatch
+    assert "NO_SUITABLE_SIGNATURE_ALGORITHM" in failure.reason
+
+
+def test_listener_option_allows_psk_ke():
+    build = tls13_engines(Tls13Options(allow_psk_ke=True))
+    engine = build(lambda a_kid, ua_protocol_id: K_AF, Limits())
+
+    events = engine.receive_data(PSK_KE_ONLY)
+
+    assert isinstance(events[0], KafNeeded)
+
+
+def test_both_modes_offered_establishes():
+    context = client_context(akma_psk_identity(A_KID), K_AF)
+    context.options |= tls13_psk.OP_ALLOW_NO_DHE_KEX  # The client then offers psk_ke too.
+    table = KafTable()
+    engine = Tls13PskServer(table.lookup, allow_psk_ke=True)
+
+    run_handshake(engine, MemoryClient(context), table)
+
+    assert set(engine.client_hello.psk_key_exchange_modes) == {0, 1}
+    assert engine.state is State.ESTABLISHED

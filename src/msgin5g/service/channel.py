@@ -1,7 +1,13 @@
-"""The UE side of MSGin5G-1: CoAP over TLS 1.3 keyed by K_AF.
+"""The UE side of MSGin5G-1: CoAP over TLS 1.3 or TLS 1.2 keyed by K_AF.
 
     async with SecureChannel.open(host, port, af_fqdn, a_kid, k_af) as channel:
         result = await channel.register("ue-service-1")
+
+`SecureChannel.connect_tls12` opens the PSK-TLS 1.2 profile (TS 24.109 K.3.2)
+instead. It takes K_AKMA, not K_AF, because K_AF depends on the cipher suite the
+server chooses; it runs `ua.tls12_psk.Tls12PskClient` over memory BIOs, which
+reads that suite from the ServerHello. `exchange_over_tls13` and
+`exchange_over_tls12` send one REG or DEREG over a fresh channel.
 
 The UE offers only the external PSK with identity "3GPP-AKMA" || A-KID and key
 K_AF (TS 33.535 B.1.3), sends the AF FQDN as SNI and accepts no certificate, so
@@ -22,10 +28,11 @@ from aiocoap import Message
 from aiocoap.numbers.codes import Code
 
 from msgin5g.coap import tcp as coap
-from msgin5g.crypto.akma import parse_a_kid
+from msgin5g.crypto.akma import UA_TLS13, af_id, k_af, parse_a_kid
 from msgin5g.service import messages
 from msgin5g.service.messages import RegistrationResult
 from msgin5g.ua.alerts import AlertDescription, alert_from_ssl_error
+from msgin5g.ua.tls12_psk import DEFAULT_CIPHER_SUITES, Tls12ClientError, Tls12PskClient
 from msgin5g.ua.tls13_psk import akma_psk_identity, client_context
 
 logger = logging.getLogger(__name__)
@@ -51,6 +58,22 @@ ALERT_CAUSES = {
     AlertDescription.internal_error: (
         "internal_error: the server could not obtain K_AF, for example because its AAnF "
         "is unreachable; retry later"
+    ),
+}
+
+
+FINISHED_CAUSE = (
+    "the server could not verify this UE's Finished message: K_AF differs (wrong AF FQDN, "
+    "or stale K_AKMA)"
+)
+
+# OpenSSL 3.0 servers send bad_record_mac (AEAD suites) or decrypt_error when the
+# TLS 1.2 Finished message was keyed with another K_AF.
+TLS12_ALERT_CAUSES = ALERT_CAUSES | {
+    AlertDescription.bad_record_mac: FINISHED_CAUSE,
+    AlertDescription.decrypt_error: FINISHED_CAUSE,
+    AlertDescription.handshake_failure: (
+        "handshake_failure: the server accepts none of the TLS 1.2 PSK cipher suites offered"
     ),
 }
 
@@ -93,8 +116,8 @@ class SecureChannel:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: "asyncio.StreamReader | Tls12Stream",
+        writer: "asyncio.StreamWriter | Tls12Stream",
         connection: coap.CoapTcpConnection,
     ) -> None:
         self._reader = reader
@@ -105,6 +128,8 @@ class SecureChannel:
         self._settings = asyncio.Event()
         self._closed = asyncio.Event()
         self.close_reason: str | None = None
+        # IANA code point of the TLS 1.2 suite; None over TLS 1.3.
+        self.tls_cipher_suite: int | None = None
         self._read_task = asyncio.create_task(self._read_loop(), name="MSGin5G-1 channel reader")
 
     # Opening
@@ -152,6 +177,38 @@ class SecureChannel:
             yield channel
         finally:
             await channel.close()
+
+    @classmethod
+    async def connect_tls12(
+        cls,
+        host: str,
+        port: int,
+        af_fqdn: str,
+        a_kid: str,
+        k_akma: bytes,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_message_size: int = coap.DEFAULT_MAX_MESSAGE_SIZE,
+        cipher_suites: tuple[str, ...] = DEFAULT_CIPHER_SUITES,
+    ) -> Self:
+        """Open TCP, run the TLS 1.2 PSK handshake and exchange CSMs.
+
+        K_AF is derived inside the handshake for the suite the server chooses;
+        `tls_cipher_suite` then holds that suite's IANA code point.
+        """
+        parse_a_kid(a_kid)
+        stream = await open_tls12(
+            host, port, af_fqdn, a_kid, k_akma, timeout=timeout, cipher_suites=cipher_suites
+        )
+        try:
+            _check_alpn(stream, port)
+            channel = cls(stream, stream, coap.CoapTcpConnection(max_message_size))
+        except BaseException:
+            stream.close()
+            raise
+        channel.tls_cipher_suite = stream.engine.cipher_suite
+        await channel._start(timeout)
+        return channel
 
     async def _start(self, timeout: float) -> None:
         self._send_queued()
@@ -259,6 +316,8 @@ class SecureChannel:
                 self._send_queued()
         except ssl.SSLError as error:
             self._finish(_error_from_ssl(error).cause)
+        except Tls12ClientError as error:
+            self._finish(_error_from_tls12(error).cause)
         except ConnectionError as error:
             self._finish(f"the connection to the server was lost: {error}")
         self._finish("the CoAP session ended")
@@ -317,7 +376,7 @@ class SecureChannel:
         self._send_queued()
         try:
             await self._writer.drain()
-        except (ConnectionError, ssl.SSLError) as error:
+        except (ConnectionError, ssl.SSLError, Tls12ClientError) as error:
             self._finish(f"the connection to the server was lost: {error}")
             raise ChannelError(self.close_reason or str(error)) from None
 
@@ -347,7 +406,7 @@ async def _open_tls(
         raise ChannelError(f"cannot connect to {host}:{port}: {error.strerror or error}") from error
 
 
-def _check_alpn(writer: asyncio.StreamWriter, port: int) -> None:
+def _check_alpn(writer: "asyncio.StreamWriter | Tls12Stream", port: int) -> None:
     ssl_object = writer.get_extra_info("ssl_object")
     selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
     if selected != ALPN_COAP and port != COAPS_TCP_DEFAULT_PORT:
@@ -355,3 +414,169 @@ def _check_alpn(writer: asyncio.StreamWriter, port: int) -> None:
             f"the server did not select ALPN {ALPN_COAP!r}; RFC 8323 requires it for CoAP over "
             f"TLS on ports other than {COAPS_TCP_DEFAULT_PORT}"
         )
+
+
+# PSK-TLS 1.2 over memory BIOs
+
+
+class Tls12Stream:
+    """The reader and writer of `SecureChannel` over a `Tls12PskClient` and a TCP stream."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, engine: Tls12PskClient
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.engine = engine
+        # Application data that arrived with the server's Finished message.
+        self._early_data = b""
+
+    async def handshake(self) -> None:
+        """Run the handshake; raise Tls12ClientError or ConnectionError when it fails."""
+        self.engine.start()
+        self._flush()
+        while not self.engine.established:
+            data = await self._reader.read(READ_SIZE)
+            if not data:
+                raise ConnectionResetError("the server closed the connection")
+            try:
+                self._early_data += self.engine.receive_data(data)
+            finally:
+                self._flush()
+        await self._writer.drain()
+
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        """Return decrypted application data; b"" once the server has closed."""
+        if self._early_data:
+            data, self._early_data = self._early_data, b""
+            return data
+        while not self.engine.closed:
+            data = await self._reader.read(size)
+            if not data:
+                return b""
+            plaintext = self.engine.receive_data(data)
+            self._flush()
+            if plaintext:
+                return plaintext
+        return b""
+
+    def write(self, data: bytes) -> None:
+        self.engine.send(data)
+        self._flush()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
+
+    def close(self) -> None:
+        if not self._writer.is_closing():
+            self.engine.close()
+            self._flush()
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        await self._writer.wait_closed()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "ssl_object":
+            return self.engine.ssl_object
+        return self._writer.get_extra_info(name, default)
+
+    def _flush(self) -> None:
+        data = self.engine.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+
+def _error_from_tls12(error: Tls12ClientError, address: str | None = None) -> ChannelError:
+    if error.refused:
+        return ChannelError(error.reason)
+    if error.alert is not None:
+        return ChannelError(
+            TLS12_ALERT_CAUSES.get(error.alert, error.alert.name), alert=error.alert
+        )
+    if address is None:
+        return ChannelError(error.reason)
+    return ChannelError(f"{error.reason}; check that {address} is the MSGin5G Server's address")
+
+
+async def open_tls12(
+    host: str,
+    port: int,
+    af_fqdn: str,
+    a_kid: str,
+    k_akma: bytes,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    cipher_suites: tuple[str, ...] = DEFAULT_CIPHER_SUITES,
+) -> Tls12Stream:
+    """Connect and run the TLS 1.2 AKMA PSK handshake; return the established stream.
+
+    Raises ValueError for an unusable A-KID, K_AKMA or AF FQDN and ChannelError
+    when the server cannot be reached or the handshake fails.
+    """
+    engine = Tls12PskClient(af_fqdn, a_kid, k_akma, cipher_suites=cipher_suites)
+    address = f"{host}:{port}"
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        raise ChannelError(f"cannot connect to {address} within {timeout} s") from None
+    except OSError as error:
+        raise ChannelError(f"cannot connect to {address}: {error.strerror or error}") from error
+
+    stream = Tls12Stream(reader, writer, engine)
+    try:
+        async with asyncio.timeout(timeout):
+            await stream.handshake()
+    except BaseException as error:
+        writer.close()
+        if isinstance(error, Tls12ClientError):
+            raise _error_from_tls12(error, address) from error
+        if isinstance(error, TimeoutError):
+            raise ChannelError(
+                f"TLS handshake with {address} did not finish within {timeout} s"
+            ) from None
+        if isinstance(error, ConnectionError):
+            raise ChannelError(
+                f"{address} closed the connection during the TLS handshake without an alert"
+            ) from error
+        raise
+    return stream
+
+
+# One exchange per profile (the seam of the demo and the UE tool)
+
+
+async def exchange_over_tls13(
+    host: str,
+    port: int,
+    af_fqdn: str,
+    a_kid: str,
+    k_akma: bytes,
+    request: messages.Request,
+    **options: Any,
+) -> RegistrationResult:
+    """Send one REG or DEREG over PSK-TLS 1.3 with K_AF for AF_ID = `af_fqdn` || 01 00 00 00 07."""
+    k_af_value = k_af(k_akma, af_id(af_fqdn, UA_TLS13))
+    async with SecureChannel.open(host, port, af_fqdn, a_kid, k_af_value, **options) as channel:
+        return await channel._exchange(request)
+
+
+async def exchange_over_tls12(
+    host: str,
+    port: int,
+    af_fqdn: str,
+    a_kid: str,
+    k_akma: bytes,
+    request: messages.Request,
+    **options: Any,
+) -> RegistrationResult:
+    """Send one REG or DEREG over PSK-TLS 1.2; K_AF is for the suite the server chose."""
+    channel = await SecureChannel.connect_tls12(host, port, af_fqdn, a_kid, k_akma, **options)
+    try:
+        return await channel._exchange(request)
+    finally:
+        await channel.close()

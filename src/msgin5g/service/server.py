@@ -1,10 +1,13 @@
-"""The MSGin5G Server as AKMA AF: TLS 1.3 keyed by K_AF, CoAP over TLS, REG and DEREG.
+"""The MSGin5G Server as AKMA AF: TLS keyed by K_AF, CoAP over TLS, REG and DEREG.
 
+A listener serves one PSK-TLS profile: `psk-tls1.3` (`ua.tls13_psk`,
+`start_tls13_listener`) or `psk-tls1.2` (`ua.tls12_psk`, `start_tls12_listener`).
 Each TCP connection runs through three steps:
 
-1. The TLS engine reads the cleartext ClientHello and names the A-KID. The server
-   obtains K_AF from its cache or the AAnF while the event loop keeps serving
-   other connections, then lets the handshake continue (`ua.tls13_psk`).
+1. The TLS engine reads the cleartext handshake up to the PSK identity and names
+   the A-KID and the Ua* protocol identifier of AF_ID. The server obtains K_AF
+   from its cache or the AAnF while the event loop keeps serving other
+   connections, then lets the handshake continue.
 2. CoAP over TLS (RFC 8323) starts with both CSMs.
 3. REG and DEREG requests (`service.messages`) are authorized against the SEAL
    CM server with the UE ID that the AAnF returned with K_AF, and stored.
@@ -23,16 +26,19 @@ from pathlib import Path
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
+from pydantic import Field, field_validator
 
 from msgin5g.coap import tcp as coap
-from msgin5g.crypto.akma import parse_a_kid
+from msgin5g.crypto.akma import UA_TLS13, parse_a_kid
 from msgin5g.sbi.client import SbiClient
 from msgin5g.service import messages
 from msgin5g.service.authorization import CmClient, CmUnavailable, RegistrationAuthorizer
+from msgin5g.nf.config import ConfigModel
 from msgin5g.service.config import Limits, load_config
 from msgin5g.service.kaf import AanfClient, AanfError, KafEntry, KafProvider
 from msgin5g.service.messages import Cause, MessageType
 from msgin5g.service.store import RegistrationStore
+from msgin5g.ua import tls12_psk
 from msgin5g.ua import tls13_psk as tls
 from msgin5g.ua.alerts import AlertDescription
 
@@ -56,6 +62,59 @@ ROUTES = {tuple(path): message_type for message_type, path in messages.REQUEST_P
 
 # Called once the server listens, with its coaps+tcp URI.
 ReadyCallback = Callable[[str], None]
+
+# K_AF from the AF's cache for (A-KID, Ua* protocol identifier), or None; never does I/O.
+PskLookup = Callable[[str, bytes], bytes | None]
+PskEngine = tls.Tls13PskServer | tls12_psk.Tls12PskServer
+# Builds the TLS engine of one connection.
+EngineFactory = Callable[[PskLookup, Limits], PskEngine]
+
+
+class Tls13Options(ConfigModel):
+    """Options of the `psk-tls1.3` profile."""
+
+    # psk_ke gives no forward secrecy; TS 33.535 B.1.3 prefers psk_dhe_ke.
+    allow_psk_ke: bool = False
+
+
+class Tls12Options(ConfigModel):
+    """Options of the `psk-tls1.2` profile: the PSK cipher suites in OpenSSL's names."""
+
+    cipher_suites: tuple[str, ...] = Field(default=tls12_psk.DEFAULT_CIPHER_SUITES, min_length=1)
+
+    @field_validator("cipher_suites")
+    @classmethod
+    def check_cipher_suites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        tls12_psk.parse_cipher_suites(value)  # Raises a ValueError that names the bad suite.
+        return value
+
+
+def tls13_engines(options: Tls13Options | None = None) -> EngineFactory:
+    """Return the engine factory of the `psk-tls1.3` profile."""
+    options = options or Tls13Options()
+
+    def build(psk_lookup: PskLookup, limits: Limits) -> PskEngine:
+        return tls.Tls13PskServer(
+            lambda a_kid: psk_lookup(a_kid, UA_TLS13),
+            max_client_hello_size=limits.max_client_hello_size,
+            allow_psk_ke=options.allow_psk_ke,
+        )
+
+    return build
+
+
+def tls12_engines(options: Tls12Options | None = None) -> EngineFactory:
+    """Return the engine factory of the `psk-tls1.2` profile."""
+    options = options or Tls12Options()
+
+    def build(psk_lookup: PskLookup, limits: Limits) -> PskEngine:
+        return tls12_psk.Tls12PskServer(
+            psk_lookup,
+            max_client_hello_size=limits.max_client_hello_size,
+            cipher_suites=options.cipher_suites,
+        )
+
+    return build
 
 
 def _new_connection_id() -> str:
@@ -216,6 +275,7 @@ class ServerConnection:
         kaf: KafProvider,
         service: RegistrationService,
         limits: Limits,
+        engine_factory: EngineFactory | None = None,
     ) -> None:
         self.connection_id = _new_connection_id()
         self._reader = reader
@@ -223,9 +283,7 @@ class ServerConnection:
         self._kaf = kaf
         self._service = service
         self._limits = limits
-        self._engine = tls.Tls13PskServer(
-            self._psk_lookup, max_client_hello_size=limits.max_client_hello_size
-        )
+        self._engine = (engine_factory or tls13_engines())(self._psk_lookup, limits)
         # Its CSM is queued now and leaves only once the TLS session is established.
         self._coap = coap.CoapTcpConnection(limits.max_message_size)
         self._early_data = bytearray()
@@ -247,8 +305,8 @@ class ServerConnection:
 
     # TLS
 
-    def _psk_lookup(self, a_kid: str) -> bytes | None:
-        entry = self._kaf.lookup(a_kid)
+    def _psk_lookup(self, a_kid: str, ua_protocol_id: bytes) -> bytes | None:
+        entry = self._kaf.lookup(a_kid, ua_protocol_id)
         return entry.k_af if entry is not None else None
 
     async def _handshake_with_timeout(self) -> KafEntry | None:
@@ -293,6 +351,7 @@ class ServerConnection:
         others = [event for event in events if not isinstance(event, tls.KafNeeded)]
         a_kid = needed[0].a_kid
         logger.debug("connection %s presents A-KID %s", self.connection_id, a_kid)
+        self._log_sni(needed[0].server_name)
 
         try:
             parse_a_kid(a_kid)
@@ -303,7 +362,7 @@ class ServerConnection:
             ), None
 
         try:
-            entry = await self._kaf.obtain(a_kid)
+            entry = await self._kaf.obtain(a_kid, needed[0].ua_protocol_id)
         except AanfError as error:
             return others + self._engine.reject(
                 AlertDescription.internal_error, f"K_AF not available: {error}"
@@ -318,7 +377,7 @@ class ServerConnection:
         reason = event.reason
         client_hello = self._engine.client_hello
         if (
-            event.binder_mismatch
+            (event.key_mismatch or event.binder_mismatch)
             and client_hello is not None
             and client_hello.server_name not in (None, self._kaf.fqdn)
         ):
@@ -329,6 +388,16 @@ class ServerConnection:
         if event.alert is not None:
             reason += f" (alert {event.alert.name})"
         return reason
+
+    def _log_sni(self, server_name: str | None) -> None:
+        if server_name is not None and server_name.lower() != self._kaf.fqdn.lower():
+            logger.info(
+                "connection %s: SNI %r differs from this AF's FQDN %r; the UE derives K_AF "
+                "for the name it uses, so the handshake fails unless both agree",
+                self.connection_id,
+                server_name,
+                self._kaf.fqdn,
+            )
 
     def _reject_log(self, reason: str) -> None:
         logger.warning("connection %s rejected: %s", self.connection_id, reason)
@@ -463,10 +532,14 @@ class Msgin5gServer:
         kaf: KafProvider,
         service: RegistrationService,
         limits: Limits | None = None,
+        engine_factory: EngineFactory | None = None,
+        profile: str = "psk-tls1.3",
     ) -> None:
         self._kaf = kaf
         self._service = service
         self._limits = limits or Limits()
+        self._engine_factory = engine_factory or tls13_engines()
+        self.profile = profile
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.uri: str | None = None
@@ -481,7 +554,9 @@ class Msgin5gServer:
         bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.uri = f"coaps+tcp://{shown_host}:{bound_port}"
-        logger.info("MSGin5G Server for AF %s listening on %s", self._kaf.fqdn, self.uri)
+        logger.info(
+            "MSGin5G Server for AF %s listening on %s (%s)", self._kaf.fqdn, self.uri, self.profile
+        )
         return self.uri
 
     async def close(self) -> None:
@@ -507,7 +582,12 @@ class Msgin5gServer:
             return
 
         connection = ServerConnection(
-            reader, writer, kaf=self._kaf, service=self._service, limits=self._limits
+            reader,
+            writer,
+            kaf=self._kaf,
+            service=self._service,
+            limits=self._limits,
+            engine_factory=self._engine_factory,
         )
         # Each accepted connection runs in its own task (asyncio.start_server).
         task = asyncio.current_task()
@@ -517,6 +597,46 @@ class Msgin5gServer:
             await connection.run()
         finally:
             self._connections.discard(task)
+
+
+async def start_tls13_listener(
+    host: str,
+    port: int,
+    *,
+    kaf: KafProvider,
+    service: RegistrationService,
+    limits: Limits,
+    **profile_options: object,
+) -> Msgin5gServer:
+    """Listen for CoAP over PSK-TLS 1.3 (`psk-tls1.3`); options as `Tls13Options`."""
+    options = Tls13Options(**profile_options)
+    server = Msgin5gServer(
+        kaf=kaf, service=service, limits=limits, engine_factory=tls13_engines(options)
+    )
+    await server.start(host, port)
+    return server
+
+
+async def start_tls12_listener(
+    host: str,
+    port: int,
+    *,
+    kaf: KafProvider,
+    service: RegistrationService,
+    limits: Limits,
+    **profile_options: object,
+) -> Msgin5gServer:
+    """Listen for CoAP over PSK-TLS 1.2 (`psk-tls1.2`); options as `Tls12Options`."""
+    options = Tls12Options(**profile_options)
+    server = Msgin5gServer(
+        kaf=kaf,
+        service=service,
+        limits=limits,
+        engine_factory=tls12_engines(options),
+        profile="psk-tls1.2",
+    )
+    await server.start(host, port)
+    return server
 
 
 async def run(config_path: Path | str, ready: ReadyCallback, shutdown: asyncio.Event) -> None:

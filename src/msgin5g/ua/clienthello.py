@@ -1,4 +1,4 @@
-"""Sans-IO reader of the cleartext TLS ClientHello (RFC 8446 clauses 4.1.2, 4.2 and 5.1).
+"""Sans-IO readers of cleartext TLS handshake messages (RFC 8446 clauses 4.1.2, 4.2 and 5.1).
 
 The AF reads the PSK identity from the ClientHello before OpenSSL receives the octets,
 because the K_AF lookup at the AAnF is a network call and OpenSSL's PSK callback is
@@ -6,6 +6,12 @@ synchronous. `ClientHelloReader` takes the raw octets from the TCP stream, colle
 the handshake records, reassembles the ClientHello (it may span several records)
 and returns a `ClientHello`. Every length is checked against the octets present,
 and any violation raises `ClientHelloError`, which carries the alert to send.
+
+TLS 1.2 needs two more cleartext messages: the ServerHello, which names the
+negotiated cipher suite that AF_ID depends on, and the PSK ClientKeyExchange, which
+carries the PSK identity (RFC 4279 clause 2, RFC 5489 clause 2). `HandshakeReader`
+returns the first handshake message of a flight, and `parse_server_hello` and
+`parse_psk_client_key_exchange` read those two.
 """
 
 import dataclasses
@@ -20,6 +26,8 @@ HANDSHAKE_HEADER_SIZE = 4
 
 CONTENT_TYPE_HANDSHAKE = 22
 HANDSHAKE_TYPE_CLIENT_HELLO = 1
+HANDSHAKE_TYPE_SERVER_HELLO = 2
+HANDSHAKE_TYPE_CLIENT_KEY_EXCHANGE = 16
 
 # RFC 8446 clause 5.1: the first ClientHello may carry 0x0301 as legacy_record_version;
 # every later record carries 0x0303. Older stacks send 0x0300 to 0x0303.
@@ -31,6 +39,7 @@ DEFAULT_MAX_CLIENT_HELLO_SIZE = 16384
 # A peer may fragment the ClientHello into many tiny records; this bounds the work.
 MAX_CLIENT_HELLO_RECORDS = 64
 
+TLS_1_2 = 0x0303
 TLS_1_3 = 0x0304
 
 
@@ -86,6 +95,13 @@ class ClientHello:
     @property
     def offers_tls13(self) -> bool:
         return TLS_1_3 in self.supported_versions
+
+    @property
+    def offers_tls12(self) -> bool:
+        """True when the client accepts TLS 1.2 (RFC 8446 clause 4.2.1, RFC 5246 clause 7.4.1.2)."""
+        if self.supported_versions:
+            return TLS_1_2 in self.supported_versions
+        return self.legacy_version >= TLS_1_2
 
 
 class ClientHelloReader:
@@ -405,3 +421,143 @@ def _count_psk_binders(data: bytes) -> int:
         reader.vector(1, "binder", 32, 255)
         count += 1
     return count
+
+
+# TLS 1.2 messages
+
+
+@dataclasses.dataclass(frozen=True)
+class HandshakeMessage:
+    msg_type: int
+    body: bytes
+
+
+class HandshakeReader:
+    """Return the first handshake message of a flight of plaintext records.
+
+    Unlike `ClientHelloReader`, more handshake messages may follow in the same
+    record (a TLS 1.2 server sends ServerHello, ServerKeyExchange and
+    ServerHelloDone together); they are left to the TLS engine.
+    """
+
+    def __init__(self, name: str, max_size: int = DEFAULT_MAX_CLIENT_HELLO_SIZE) -> None:
+        self._name = name
+        self._max_size = max_size
+        self._buffer = bytearray()
+        self._handshake = bytearray()
+        self._records = 0
+        self._message: HandshakeMessage | None = None
+
+    def receive_data(self, data: bytes) -> HandshakeMessage | None:
+        """Return the first handshake message once it is complete, else None."""
+        if self._message is not None:
+            raise RuntimeError(f"the {self._name} was already returned")
+
+        self._buffer += data
+        while self._message is None:
+            fragment = self._next_record_fragment()
+            if fragment is None:
+                return None
+            self._handshake += fragment
+            self._message = self._message_if_complete()
+        return self._message
+
+    def _next_record_fragment(self) -> bytes | None:
+        if len(self._buffer) < RECORD_HEADER_SIZE:
+            return None
+
+        content_type = self._buffer[0]
+        version = int.from_bytes(self._buffer[1:3], "big")
+        length = int.from_bytes(self._buffer[3:5], "big")
+        if content_type != CONTENT_TYPE_HANDSHAKE:
+            raise ClientHelloError(
+                AlertDescription.unexpected_message,
+                f"expected a handshake record carrying the {self._name}, got content type "
+                f"{content_type}",
+            )
+        _check_record_header(content_type, version, length)
+        if len(self._buffer) < RECORD_HEADER_SIZE + length:
+            return None
+
+        self._records += 1
+        if self._records > MAX_CLIENT_HELLO_RECORDS:
+            raise ClientHelloError(
+                AlertDescription.unexpected_message,
+                f"{self._name} spread over more than {MAX_CLIENT_HELLO_RECORDS} records",
+            )
+        fragment = bytes(self._buffer[RECORD_HEADER_SIZE : RECORD_HEADER_SIZE + length])
+        del self._buffer[: RECORD_HEADER_SIZE + length]
+        return fragment
+
+    def _message_if_complete(self) -> HandshakeMessage | None:
+        if len(self._handshake) < HANDSHAKE_HEADER_SIZE:
+            return None
+
+        body_length = int.from_bytes(self._handshake[1:4], "big")
+        if body_length > self._max_size:
+            raise ClientHelloError(
+                AlertDescription.illegal_parameter,
+                f"{self._name} of {body_length} octets exceeds the limit of {self._max_size} octets",
+            )
+        end = HANDSHAKE_HEADER_SIZE + body_length
+        if len(self._handshake) < end:
+            return None
+        return HandshakeMessage(self._handshake[0], bytes(self._handshake[HANDSHAKE_HEADER_SIZE:end]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerHello:
+    """The ServerHello fields the AKMA client decides on."""
+
+    legacy_version: int
+    cipher_suite: int
+    selected_version: int | None
+
+    @property
+    def version(self) -> int:
+        return self.selected_version or self.legacy_version
+
+
+def parse_server_hello(body: bytes) -> ServerHello:
+    """Parse a ServerHello handshake body (RFC 5246 clause 7.4.1.3, RFC 8446 clause 4.1.3)."""
+    reader = _Reader(body, "ServerHello")
+    legacy_version = reader.uint(2, "server_version")
+    reader.octets(32, "random")
+    reader.vector(1, "session_id", 0, 32)
+    cipher_suite = reader.uint(2, "cipher_suite")
+    reader.uint(1, "compression_method")
+
+    extensions: dict[int, bytes] = {}
+    if reader.remaining:
+        extensions, _ = _parse_extensions(reader.vector(2, "extensions", 0, 2**16 - 1))
+    reader.expect_end()
+
+    selected_version = None
+    supported_versions = extensions.get(ExtensionType.supported_versions)
+    if supported_versions is not None:
+        selected = _Reader(supported_versions, "supported_versions")
+        selected_version = selected.uint(2, "selected_version")
+        selected.expect_end()
+    return ServerHello(legacy_version, cipher_suite, selected_version)
+
+
+class KeyExchange(enum.Enum):
+    """Key exchange of a TLS 1.2 PSK cipher suite, as it shapes the ClientKeyExchange."""
+
+    psk = "PSK"  # RFC 4279 clause 2
+    ecdhe_psk = "ECDHE_PSK"  # RFC 5489 clause 2
+
+
+def parse_psk_client_key_exchange(body: bytes, key_exchange: KeyExchange) -> bytes:
+    """Return the psk_identity of a TLS 1.2 PSK or ECDHE_PSK ClientKeyExchange body.
+
+    RFC 4279 clause 2: `opaque psk_identity<0..2^16-1>`, alone for PSK; RFC 5489
+    clause 2 follows it with the client's ECDH point, `opaque point<1..2^8-1>`. An
+    empty identity is returned, so that the AF rejects it with its own reason.
+    """
+    reader = _Reader(body, "ClientKeyExchange")
+    identity = reader.vector(2, "psk_identity", 0, 2**16 - 1)
+    if key_exchange is KeyExchange.ecdhe_psk:
+        reader.vector(1, "ECDH public point", 1, 2**8 - 1)
+    reader.expect_end()
+    return identity

@@ -19,12 +19,21 @@ octets to write to the peer.
 The server context has no certificate, so a handshake that is not keyed by the
 PSK cannot complete. The engine still checks after the handshake that OpenSSL took
 K_AF from the callback, and rejects the session otherwise.
+
+The key exchange mode is psk_dhe_ke. A server built with `allow_psk_ke=True` also
+accepts a client that offers only psk_ke (no forward secrecy); OpenSSL then needs
+SSL_OP_ALLOW_NO_DHE_KEX, which CPython does not name.
+
+`PskServerEngine` holds what the TLS 1.3 engine and the TLS 1.2 engine
+(`ua.tls12_psk`) share: the events, the states, application data and failures.
 """
 
 import dataclasses
 import enum
 import ssl
 from collections.abc import Callable
+
+from msgin5g.crypto.akma import UA_TLS13
 
 from msgin5g.ua.alerts import CONTENT_TYPE_ALERT, AlertDescription, fatal_alert_record
 from msgin5g.ua.clienthello import (
@@ -59,6 +68,9 @@ READ_CHUNK = 65536
 
 # RFC 8323 clause 8.2: the ALPN protocol ID of CoAP over TLS.
 ALPN_COAP = "coap"
+
+# OpenSSL 3.0 ssl.h: lets a TLS 1.3 server accept psk_ke (a PSK without (EC)DHE).
+OP_ALLOW_NO_DHE_KEX = 0x400
 
 
 class PskIdentityError(ValueError):
@@ -109,10 +121,15 @@ def a_kid_from_identity(identity: bytes) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class KafNeeded:
-    """The ClientHello names this A-KID: obtain K_AF, then call resume() or reject()."""
+    """The client names this A-KID: obtain K_AF, then call resume() or reject().
+
+    K_AF is the one for AF_ID = FQDN || `ua_protocol_id` (for TLS 1.2 this
+    identifier contains the cipher suite the server has chosen).
+    """
 
     a_kid: str
     server_name: str | None
+    ua_protocol_id: bytes = UA_TLS13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,13 +147,15 @@ class DataReceived:
 class ConnectionFailed:
     """The handshake or the session failed; `alert` is the alert sent, if any.
 
-    `binder_mismatch` is True when OpenSSL found that the client's PSK binder does
-    not verify with the K_AF from the AAnF.
+    `key_mismatch` is True when the client's K_AF differs from the one the AAnF
+    returned: a TLS 1.3 PSK binder that does not verify (then `binder_mismatch`
+    is True too) or a TLS 1.2 Finished message that does not decrypt or verify.
     """
 
     reason: str
     alert: AlertDescription | None
     binder_mismatch: bool = False
+    key_mismatch: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +168,8 @@ Event = KafNeeded | HandshakeComplete | DataReceived | ConnectionFailed | Connec
 
 class State(enum.Enum):
     READING_CLIENT_HELLO = "reading ClientHello"
+    # TLS 1.2 only: the server's first flight is out, the client's second is awaited.
+    READING_CLIENT_KEY_EXCHANGE = "reading ClientKeyExchange"
     AWAITING_KAF = "awaiting K_AF"
     HANDSHAKING = "handshaking"
     ESTABLISHED = "established"
@@ -160,12 +181,18 @@ class State(enum.Enum):
 _ALLOWED_CALLS = {
     "receive_data": {
         State.READING_CLIENT_HELLO,
+        State.READING_CLIENT_KEY_EXCHANGE,
         State.AWAITING_KAF,
         State.HANDSHAKING,
         State.ESTABLISHED,
     },
     "resume": {State.AWAITING_KAF},
-    "reject": {State.READING_CLIENT_HELLO, State.AWAITING_KAF, State.HANDSHAKING},
+    "reject": {
+        State.READING_CLIENT_HELLO,
+        State.READING_CLIENT_KEY_EXCHANGE,
+        State.AWAITING_KAF,
+        State.HANDSHAKING,
+    },
     "send": {State.ESTABLISHED},
     "close": {State.ESTABLISHED, State.HANDSHAKING},
 }
@@ -175,7 +202,9 @@ class EngineStateError(RuntimeError):
     """A method was called in a state that does not allow it (a bug in the adapter)."""
 
 
-def _check_client_hello(client_hello: ClientHello) -> tuple[AlertDescription, str] | None:
+def _check_client_hello(
+    client_hello: ClientHello, allow_psk_ke: bool = False
+) -> tuple[AlertDescription, str] | None:
     """Return (alert, reason) when the ClientHello cannot lead to an AKMA PSK session."""
     if not client_hello.offers_tls13:
         return AlertDescription.protocol_version, "client does not offer TLS 1.3"
@@ -194,12 +223,21 @@ def _check_client_hello(client_hello: ClientHello) -> tuple[AlertDescription, st
         # RFC 8446 clause 4.2.9: pre_shared_key without psk_key_exchange_modes.
         return AlertDescription.missing_extension, "client sends no psk_key_exchange_modes"
 
-    if PskKeyExchangeMode.psk_dhe_ke not in client_hello.psk_key_exchange_modes:
+    modes = client_hello.psk_key_exchange_modes
+    if PskKeyExchangeMode.psk_dhe_ke in modes:
+        return None
+    if allow_psk_ke and PskKeyExchangeMode.psk_ke in modes:
+        return None
+    if PskKeyExchangeMode.psk_ke in modes:
         return (
             AlertDescription.handshake_failure,
-            "client does not offer psk_dhe_ke; this server requires (EC)DHE with the PSK",
+            "client offers only psk_ke; this server requires psk_dhe_ke ((EC)DHE with the "
+            "PSK) unless allow_psk_ke is configured",
         )
-    return None
+    return (
+        AlertDescription.handshake_failure,
+        "client does not offer psk_dhe_ke; this server requires (EC)DHE with the PSK",
+    )
 
 
 def _select_a_kid(client_hello: ClientHello) -> str:
@@ -211,20 +249,18 @@ def _select_a_kid(client_hello: ClientHello) -> str:
     return a_kid_from_identity(identities[0].identity if identities else b"")
 
 
-class Tls13PskServer:
-    """The server side of one connection.
+class PskServerEngine:
+    """What the TLS 1.3 and TLS 1.2 AKMA PSK server engines share: state, data, failures.
 
-    `psk_lookup(a_kid)` returns K_AF from the AF's cache, or None when the cache
-    has no live entry. OpenSSL calls it during the handshake, so it must not block.
+    A subclass reads the cleartext handshake up to the PSK identity, creates
+    `self._ssl_object` over `self._incoming_bio` and `self._outgoing_bio`, and
+    sets `self._psk_supplied` when its PSK callback returned K_AF.
     """
 
-    def __init__(
-        self,
-        psk_lookup: Callable[[str], bytes | None],
-        *,
-        max_client_hello_size: int = DEFAULT_MAX_CLIENT_HELLO_SIZE,
-    ) -> None:
-        self._psk_lookup = psk_lookup
+    # The protocol version that `SSLObject.version()` must report once established.
+    expected_version = ""
+
+    def __init__(self, *, max_client_hello_size: int = DEFAULT_MAX_CLIENT_HELLO_SIZE) -> None:
         self._reader = ClientHelloReader(max_client_hello_size)
         self._state = State.READING_CLIENT_HELLO
         self._pending = bytearray()
@@ -261,31 +297,6 @@ class Tls13PskServer:
         self._outgoing.clear()
         return data
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state in (State.CLOSED, State.FAILED):
-            return []
-        self._require("receive_data")
-
-        if self._state is State.READING_CLIENT_HELLO:
-            return self._receive_client_hello_octets(data)
-        if self._state is State.AWAITING_KAF:
-            return self._buffer_while_awaiting_kaf(data)
-
-        self._incoming_bio.write(data)
-        if self._state is State.HANDSHAKING:
-            return self._advance_handshake()
-        return self._read_application_data()
-
-    def resume(self) -> list[Event]:
-        """Hand the buffered octets to OpenSSL; K_AF must now be in the cache."""
-        self._require("resume")
-        self._state = State.HANDSHAKING
-        self._start_ssl_object()
-
-        self._incoming_bio.write(bytes(self._pending))
-        self._pending.clear()
-        return self._advance_handshake()
-
     def reject(self, alert: AlertDescription, reason: str) -> list[Event]:
         """Send a fatal alert in the clear and fail the connection."""
         self._require("reject")
@@ -316,29 +327,6 @@ class Tls13PskServer:
         if self._state not in _ALLOWED_CALLS[call]:
             raise EngineStateError(f"{call}() is not allowed in state {self._state.value}")
 
-    def _receive_client_hello_octets(self, data: bytes) -> list[Event]:
-        self._pending += data
-        try:
-            client_hello = self._reader.receive_data(data)
-        except ClientHelloError as error:
-            return self._fail(f"malformed ClientHello: {error}", error.alert)
-        if client_hello is None:
-            return []
-
-        self._client_hello = client_hello
-        rejection = _check_client_hello(client_hello)
-        if rejection is not None:
-            alert, reason = rejection
-            return self._fail(reason, alert)
-
-        try:
-            self._a_kid = _select_a_kid(client_hello)
-        except PskIdentityError as error:
-            return self._fail(str(error), AlertDescription.unknown_psk_identity)
-
-        self._state = State.AWAITING_KAF
-        return [KafNeeded(a_kid=self._a_kid, server_name=client_hello.server_name)]
-
     def _buffer_while_awaiting_kaf(self, data: bytes) -> list[Event]:
         self._pending += data
         if len(self._pending) > MAX_PENDING_OCTETS:
@@ -348,31 +336,6 @@ class Tls13PskServer:
                 AlertDescription.unexpected_message,
             )
         return []
-
-    def _start_ssl_object(self) -> None:
-        # One context per connection, so that its PSK callback returns K_AF only for the
-        # identity of this connection's ClientHello and records that K_AF keyed the session.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        context.maximum_version = ssl.TLSVersion.TLSv1_3
-        context.num_tickets = 0
-        context.set_alpn_protocols([ALPN_COAP])
-        context.set_psk_server_callback(self._psk_server_callback)
-
-        self._ssl_object = context.wrap_bio(
-            self._incoming_bio, self._outgoing_bio, server_side=True
-        )
-
-    def _psk_server_callback(self, identity: str | None) -> bytes:
-        # Called by OpenSSL during do_handshake(); an empty result declines the identity.
-        if self._a_kid is None or identity != AKMA_IDENTITY_PREFIX.decode() + self._a_kid:
-            return b""
-
-        k_af = self._psk_lookup(self._a_kid)
-        if not k_af:
-            return b""
-        self._psk_supplied = True
-        return k_af
 
     def _advance_handshake(self) -> list[Event]:
         try:
@@ -395,8 +358,8 @@ class Tls13PskServer:
 
     def _check_established_session(self) -> str | None:
         version = self._ssl.version()
-        if version != "TLSv1.3":
-            return f"negotiated {version}, not TLS 1.3"
+        if version != self.expected_version:
+            return f"negotiated {version}, not {self.expected_version}"
         if not self._psk_supplied:
             return "session was not keyed by K_AF"
         return None
@@ -431,13 +394,6 @@ class Tls13PskServer:
         alert = plaintext_alert_in(self._outgoing)
         reason = getattr(error, "reason", None)
 
-        if reason == "BINDER_DOES_NOT_VERIFY":
-            text = (
-                "PSK binder did not verify: the client's K_AF differs from the one the "
-                "AAnF returned (wrong AF FQDN in AF_ID or stale K_AKMA at the UE)"
-            )
-            failed = self._fail(text, alert, send_alert=False)
-            return [dataclasses.replace(failed[0], binder_mismatch=True)]
         if not self._psk_supplied and self._state is State.HANDSHAKING:
             text = f"no usable K_AF for the PSK identity when OpenSSL asked ({reason})"
         else:
@@ -452,6 +408,115 @@ class Tls13PskServer:
         self._state = State.FAILED
         self._pending.clear()
         return [ConnectionFailed(reason=reason, alert=alert)]
+
+
+class Tls13PskServer(PskServerEngine):
+    """The TLS 1.3 server side of one connection.
+
+    `psk_lookup(a_kid)` returns K_AF from the AF's cache, or None when the cache
+    has no live entry. OpenSSL calls it during the handshake, so it must not block.
+    With `allow_psk_ke` the server also accepts a client that offers only psk_ke.
+    """
+
+    expected_version = "TLSv1.3"
+
+    def __init__(
+        self,
+        psk_lookup: Callable[[str], bytes | None],
+        *,
+        max_client_hello_size: int = DEFAULT_MAX_CLIENT_HELLO_SIZE,
+        allow_psk_ke: bool = False,
+    ) -> None:
+        super().__init__(max_client_hello_size=max_client_hello_size)
+        self._psk_lookup = psk_lookup
+        self._allow_psk_ke = allow_psk_ke
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self._state in (State.CLOSED, State.FAILED):
+            return []
+        self._require("receive_data")
+
+        if self._state is State.READING_CLIENT_HELLO:
+            return self._receive_client_hello_octets(data)
+        if self._state is State.AWAITING_KAF:
+            return self._buffer_while_awaiting_kaf(data)
+
+        self._incoming_bio.write(data)
+        if self._state is State.HANDSHAKING:
+            return self._advance_handshake()
+        return self._read_application_data()
+
+    def resume(self) -> list[Event]:
+        """Hand the buffered octets to OpenSSL; K_AF must now be in the cache."""
+        self._require("resume")
+        self._state = State.HANDSHAKING
+        self._start_ssl_object()
+
+        self._incoming_bio.write(bytes(self._pending))
+        self._pending.clear()
+        return self._advance_handshake()
+
+    def _receive_client_hello_octets(self, data: bytes) -> list[Event]:
+        self._pending += data
+        try:
+            client_hello = self._reader.receive_data(data)
+        except ClientHelloError as error:
+            return self._fail(f"malformed ClientHello: {error}", error.alert)
+        if client_hello is None:
+            return []
+
+        self._client_hello = client_hello
+        rejection = _check_client_hello(client_hello, self._allow_psk_ke)
+        if rejection is not None:
+            alert, reason = rejection
+            return self._fail(reason, alert)
+
+        try:
+            self._a_kid = _select_a_kid(client_hello)
+        except PskIdentityError as error:
+            return self._fail(str(error), AlertDescription.unknown_psk_identity)
+
+        self._state = State.AWAITING_KAF
+        return [KafNeeded(a_kid=self._a_kid, server_name=client_hello.server_name)]
+
+    def _start_ssl_object(self) -> None:
+        # One context per connection, so that its PSK callback returns K_AF only for the
+        # identity of this connection's ClientHello and records that K_AF keyed the session.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.maximum_version = ssl.TLSVersion.TLSv1_3
+        context.num_tickets = 0
+        if self._allow_psk_ke:
+            context.options |= OP_ALLOW_NO_DHE_KEX
+        context.set_alpn_protocols([ALPN_COAP])
+        context.set_psk_server_callback(self._psk_server_callback)
+
+        self._ssl_object = context.wrap_bio(
+            self._incoming_bio, self._outgoing_bio, server_side=True
+        )
+
+    def _psk_server_callback(self, identity: str | None) -> bytes:
+        # Called by OpenSSL during do_handshake(); an empty result declines the identity.
+        if self._a_kid is None or identity != AKMA_IDENTITY_PREFIX.decode() + self._a_kid:
+            return b""
+
+        k_af = self._psk_lookup(self._a_kid)
+        if not k_af:
+            return b""
+        self._psk_supplied = True
+        return k_af
+
+    def _fail_from_openssl(self, error: ssl.SSLError) -> list[Event]:
+        if getattr(error, "reason", None) != "BINDER_DOES_NOT_VERIFY":
+            return super()._fail_from_openssl(error)
+
+        self._outgoing += self._outgoing_bio.read()
+        text = (
+            "PSK binder did not verify: the client's K_AF differs from the one the "
+            "AAnF returned (wrong AF FQDN in AF_ID or stale K_AKMA at the UE)"
+        )
+        failed = self._fail(text, plaintext_alert_in(self._outgoing), send_alert=False)
+        return [dataclasses.replace(failed[0], binder_mismatch=True, key_mismatch=True)]
 
 
 def plaintext_alert_in(data: bytes) -> AlertDescription | None:
