@@ -8,7 +8,7 @@ import pytest
 from af_helpers import AF_FQDN, AanfStub, CmStub, k_af_for, serving, supi_for
 from msgin5g.service.channel import SecureChannel
 from msgin5g.service.config import ConfigError, load_config
-from msgin5g.service.server import run
+from msgin5g.service.profiles import run
 
 VALID = """\
 listen: {host: 127.0.0.1, port: 0}
@@ -83,7 +83,7 @@ async def test_run_serves_until_shutdown(tmp_path):
         )
         ready: asyncio.Queue[str] = asyncio.Queue()
         shutdown = asyncio.Event()
-        server = asyncio.create_task(run(str(path), ready.put_nowait, shutdown))
+        server = asyncio.create_task(run(str(path), lambda uri, **extra: ready.put_nowait(uri), shutdown))
         async with asyncio.timeout(30):
             uri = await ready.get()
 
@@ -105,4 +105,4 @@ async def test_run_reports_bad_config(tmp_path):
     path = write(tmp_path, "fqdn: msgin5g.example.test\n")
 
     with pytest.raises(ConfigError, match="key 'aanf': is required"):
-        await run(str(path), lambda uri: None, asyncio.Event())
+        await run(str(path), lambda uri, **extra: None, asyncio.Event())

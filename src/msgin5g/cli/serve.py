@@ -24,7 +24,7 @@ from msgin5g.store.sqlite import StoreError
 
 logger = logging.getLogger(__name__)
 
-ReadyCallback = Callable[[str], None]
+ReadyCallback = Callable[..., None]
 ServiceRunner = Callable[[Path, ReadyCallback, asyncio.Event], Awaitable[None]]
 
 # Service name -> (module, coroutine function). Each function has the
@@ -36,7 +36,7 @@ SERVICE_RUNNERS: dict[str, tuple[str, str]] = {
     "ausf": ("msgin5g.nf.ausf.app", "run"),
     "aanf": ("msgin5g.nf.aanf.app", "run"),
     "cm": ("msgin5g.nf.cm.app", "run"),
-    "server": ("msgin5g.service.server", "run"),
+    "server": ("msgin5g.service.profiles", "run"),
 }
 
 # Loggers of the HTTP/2 stack: httpx logs each request URL at INFO, and SBI
@@ -71,8 +71,9 @@ def load_runner(service: str) -> ServiceRunner:
         ) from None
 
 
-def print_ready(service: str, uri: str) -> None:
-    print(json.dumps({"event": "ready", "service": service, "uri": uri}), flush=True)
+def print_ready(service: str, uri: str, **extra: object) -> None:
+    """Print the ready line; the MSGin5G Server adds `uris`, its URI per profile."""
+    print(json.dumps({"event": "ready", "service": service, "uri": uri, **extra}), flush=True)
 
 
 async def serve_service(service: str, config_path: Path, runner: ServiceRunner) -> None:
@@ -83,7 +84,7 @@ async def serve_service(service: str, config_path: Path, runner: ServiceRunner) 
         loop.add_signal_handler(signal_number, shutdown.set)
 
     logger.info("starting %s with configuration %s", service, config_path)
-    await runner(config_path, lambda uri: print_ready(service, uri), shutdown)
+    await runner(config_path, lambda uri, **extra: print_ready(service, uri, **extra), shutdown)
 
 
 def configure_logging(level_name: str) -> None:

@@ -7,6 +7,16 @@
     database: msgin5g.sqlite3
     limits: {max_connections: 1000, handshake_timeout: 10}
 
+or, with one listener per Ua* security profile:
+
+    profiles:
+      psk-tls1.3: {listen: {host: 127.0.0.1, port: 5684}, options: {allow_psk_ke: false}}
+      psk-tls1.2: {listen: {host: 127.0.0.1, port: 5685}}
+      https-digest:
+        listen: {host: 127.0.0.1, port: 8443}
+        options: {certfile: server.pem, keyfile: server.key}
+      psk-dtls1.2: {listen: {host: 127.0.0.1, port: 5684}, options: {mtu: 1200}}
+
 `fqdn` is the AF's FQDN in AF_ID (TS 33.535 Annex A.4): the UE derives K_AF for
 exactly this spelling. `port: 0` lets the system pick a free port. A relative
 `database` path is taken relative to the folder of the configuration file.
@@ -15,8 +25,9 @@ Unknown keys are errors, so that a typo does not pass silently.
 
 import ipaddress
 from pathlib import Path
+from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from msgin5g.coap.tcp import BASE_MAX_MESSAGE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from msgin5g.crypto.akma import UA_TLS13, af_id
@@ -52,13 +63,44 @@ class Limits(ConfigModel):
     max_client_hello_size: int = Field(default=DEFAULT_MAX_CLIENT_HELLO_SIZE, ge=512, le=2**16)
 
 
-class ServerConfig(ConfigModel):
+# The Ua* security profiles a listener can offer (see msgin5g.service.profiles).
+PROFILE_NAMES = ("psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2")
+ProfileName = Literal["psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2"]
+
+
+class ProfileListener(ConfigModel):
+    """One profile's listening address and its options (checked by the profile's own model)."""
+
     listen: Listen = Listen()
+    options: dict[str, Any] = {}
+
+
+class ServerConfig(ConfigModel):
+    # Without `profiles`, one PSK-TLS 1.3 listener on `listen`.
+    listen: Listen | None = None
+    profiles: dict[ProfileName, ProfileListener] | None = None
     fqdn: str
     aanf: Peer
     cm: Peer
     database: Path
     limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def check_listeners(self) -> Self:
+        if self.listen is not None and self.profiles is not None:
+            raise ValueError(
+                "set either listen (one PSK-TLS 1.3 listener) or profiles, not both; "
+                "move listen under profiles.psk-tls1.3.listen"
+            )
+        if self.profiles is not None and not self.profiles:
+            raise ValueError(f"profiles is empty: list at least one of {', '.join(PROFILE_NAMES)}")
+        return self
+
+    def enabled_profiles(self) -> dict[str, ProfileListener]:
+        """Return the listeners to start, by profile name, in configuration order."""
+        if self.profiles is None:
+            return {"psk-tls1.3": ProfileListener(listen=self.listen or Listen())}
+        return dict(self.profiles)
 
     @field_validator("fqdn")
     @classmethod

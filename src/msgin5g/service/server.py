@@ -21,7 +21,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
@@ -30,12 +29,11 @@ from pydantic import Field, field_validator
 
 from msgin5g.coap import tcp as coap
 from msgin5g.crypto.akma import UA_TLS13, parse_a_kid
-from msgin5g.sbi.client import SbiClient
-from msgin5g.service import messages
-from msgin5g.service.authorization import CmClient, CmUnavailable, RegistrationAuthorizer
 from msgin5g.nf.config import ConfigModel
-from msgin5g.service.config import Limits, load_config
-from msgin5g.service.kaf import AanfClient, AanfError, KafEntry, KafProvider
+from msgin5g.service import messages
+from msgin5g.service.authorization import CmUnavailable, RegistrationAuthorizer
+from msgin5g.service.config import Limits
+from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
 from msgin5g.service.messages import Cause, MessageType
 from msgin5g.service.store import RegistrationStore
 from msgin5g.ua import tls12_psk
@@ -60,8 +58,6 @@ UNDERSTOOD_OPTIONS = frozenset(
 
 ROUTES = {tuple(path): message_type for message_type, path in messages.REQUEST_PATHS.items()}
 
-# Called once the server listens, with its coaps+tcp URI.
-ReadyCallback = Callable[[str], None]
 
 # K_AF from the AF's cache for (A-KID, Ua* protocol identifier), or None; never does I/O.
 PskLookup = Callable[[str, bytes], bytes | None]
@@ -637,31 +633,3 @@ async def start_tls12_listener(
     )
     await server.start(host, port)
     return server
-
-
-async def run(config_path: Path | str, ready: ReadyCallback, shutdown: asyncio.Event) -> None:
-    """Run the server of the YAML file `config_path` until `shutdown` is set.
-
-    `ready(uri)` is called once the server listens, with its coaps+tcp URI.
-    """
-    config = load_config(config_path)
-    async with contextlib.AsyncExitStack() as stack:
-        aanf_sbi = await stack.enter_async_context(
-            SbiClient(config.aanf.uri, timeout=config.aanf.timeout)
-        )
-        cm_sbi = await stack.enter_async_context(SbiClient(config.cm.uri, timeout=config.cm.timeout))
-        store = await RegistrationStore(config.database).open()
-        stack.push_async_callback(store.close)
-
-        kaf = KafProvider(config.fqdn, AanfClient(aanf_sbi))
-        stack.push_async_callback(kaf.aclose)
-        server = Msgin5gServer(
-            kaf=kaf,
-            service=RegistrationService(RegistrationAuthorizer(CmClient(cm_sbi)), store),
-            limits=config.limits,
-        )
-        uri = await server.start(config.listen.host, config.listen.port)
-        stack.push_async_callback(server.close)
-
-        ready(uri)
-        await shutdown.wait()
