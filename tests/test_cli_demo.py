@@ -29,7 +29,8 @@ def test_demo_json_reports_every_expected_outcome():
     assert outcomes.count("rejected") == 1
     assert outcomes.count("failed") == 1
     assert all(ue["outcome"] == ue["expected"] for ue in document["ues"])
-    assert {ue["profile"] for ue in document["ues"]} == {"psk-tls1.3"}
+    assert {ue["profile"] for ue in document["ues"]} == {"psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2"}
+    assert all(ue["outcome"] == "registered" for ue in document["ues"][:20])
     assert document["totals"]["unexpected"] == 0
 
 

@@ -82,6 +82,19 @@ async def test_ue_registers_and_deregisters(plan, deployment, http):
     assert deregistered.accepted, deregistered.detail
 
 
+@pytest.mark.parametrize("security_profile", ["psk-tls1.3", "psk-tls1.2", "psk-dtls1.2"])
+async def test_psk_profile_registers(plan, deployment, http, security_profile):
+    host, port = deployment.profile_address(security_profile)
+    profile = dataclasses.replace(
+        profile_of(plan, deployment, 0), server_host=host, server_port=port, security_profile=security_profile
+    )
+
+    outcome = await register_ue(http, profile, Usim(k=profile.k, opc=profile.opc))
+
+    assert outcome.outcome == REGISTERED, outcome.detail
+    assert outcome.profile == security_profile
+
+
 async def test_unassociated_service_id_rejected(plan, deployment, http):
     profile = dataclasses.replace(profile_of(plan, deployment, 1), ue_service_id=plan.ues[0].ue_service_id)
 

@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from msgin5g.cli.certs import FILE_NAMES, write_certificates
 from msgin5g.cli.errors import UsageError
 from msgin5g.cli.provision import provision
 from msgin5g.deployment.local import DeploymentSettings, LocalDeployment, running_deployment
@@ -95,11 +96,15 @@ async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Consol
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
 
+    certificates = {name: workdir / name for name in FILE_NAMES}
+    write_certificates(certificates, [plan.server_fqdn], days=1)
     settings = DeploymentSettings(
         mcc=plan.mcc,
         mnc=plan.mnc,
         server_fqdn=plan.server_fqdn,
         k_af_lifetime_seconds=plan.k_af_lifetime_seconds,
+        certfile=certificates["server.pem"],
+        keyfile=certificates["server.key"],
     )
     with console.status("starting UDM, AUSF, AAnF, CM server and MSGin5G Server ..."):
         async with running_deployment(workdir, settings) as deployment:
@@ -114,19 +119,20 @@ async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Consol
 
 
 async def _run_ues(deployment: LocalDeployment, plan: DemoPlan, concurrency: int) -> list[RegistrationOutcome]:
-    host, port = deployment.server_address
     slots = asyncio.Semaphore(concurrency)
+    ca_file = str(deployment.workdir / "ca.pem")
 
     async def run_one(http, ue: PlannedUe) -> RegistrationOutcome:
         async with slots:
-            profile = _profile(ue, plan, deployment.ausf_uri, host, port)
+            profile = _profile(ue, plan, deployment, ca_file)
             return await register_ue(http, profile, Usim(k=ue.k, opc=ue.opc))
 
     async with new_http_client() as http:
         return await asyncio.gather(*(run_one(http, ue) for ue in plan.ues))
 
 
-def _profile(ue: PlannedUe, plan: DemoPlan, ausf_uri: str, host: str, port: int) -> UeProfile:
+def _profile(ue: PlannedUe, plan: DemoPlan, deployment: LocalDeployment, ca_file: str) -> UeProfile:
+    host, port = deployment.profile_address(ue.profile)
     return UeProfile(
         supi=ue.supi,
         k=ue.k,
@@ -135,10 +141,12 @@ def _profile(ue: PlannedUe, plan: DemoPlan, ausf_uri: str, host: str, port: int)
         mnc=plan.mnc,
         routing_indicator=plan.routing_indicator,
         ue_service_id=ue.ue_service_id,
-        ausf_uri=ausf_uri,
+        ausf_uri=deployment.ausf_uri,
         server_host=host,
         server_port=port,
         server_fqdn=plan.server_fqdn,
+        security_profile=ue.profile,
+        ca_file=ca_file,
     )
 
 
@@ -222,5 +230,8 @@ def _print_summary(console: Console, totals: dict[str, Any]) -> None:
 
 
 def _service_list(deployment: LocalDeployment) -> str:
-    return ", ".join(f"{name} {service.uri}" for name, service in deployment.services.items())
-
+    parts = []
+    for name, service in deployment.services.items():
+        uris = service.uris or {name: service.uri}
+        parts.extend(f"{label} {uri}" for label, uri in uris.items())
+    return ", ".join(parts)

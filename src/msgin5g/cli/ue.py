@@ -17,7 +17,7 @@ from msgin5g.service.client import (
     new_http_client,
     register_ue,
 )
-from msgin5g.service.ue_profile import ProfileError, UeProfile, profile_from_mapping
+from msgin5g.service.ue_profile import SECURITY_PROFILES, ProfileError, UeProfile, profile_from_mapping
 from msgin5g.service.usim import Usim
 
 # Options that override (or replace) keys of the YAML file: option -> key path.
@@ -32,6 +32,8 @@ OPTION_KEYS = {
     "ue_service_id": ("ue_service_id",),
     "ausf": ("ausf", "uri"),
     "server_fqdn": ("server", "fqdn"),
+    "profile": ("server", "profile"),
+    "ca_file": ("server", "ca_file"),
 }
 
 
@@ -76,6 +78,12 @@ def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str
     command.add_argument("--ausf", help="AUSF base URI, for example http://127.0.0.1:8002")
     command.add_argument("--server", help="MSGin5G Server address as HOST:PORT")
     command.add_argument("--server-fqdn", help="MSGin5G Server FQDN (enters AF_ID and SNI)")
+    command.add_argument(
+        "--profile",
+        choices=SECURITY_PROFILES,
+        help="Ua* security profile of the server address (default psk-tls1.3)",
+    )
+    command.add_argument("--ca-file", help="CA certificate (PEM) that verifies the server, for https-digest")
     command.add_argument("--json", action="store_true", help="print the result as JSON")
     command.set_defaults(handler=run_command)
 

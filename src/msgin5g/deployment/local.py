@@ -30,6 +30,10 @@ class DeploymentSettings:
     mnc: str
     server_fqdn: str
     k_af_lifetime_seconds: int = 3600
+    # Server certificate and key for the https-digest profile; without them,
+    # the server offers only the PSK profiles.
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
 
 @dataclass
@@ -49,9 +53,16 @@ class LocalDeployment:
 
     @property
     def server_address(self) -> tuple[str, int]:
-        """Host and port of the MSGin5G Server, from its coaps+tcp:// URI."""
-        parts = urlsplit(self.services["server"].uri)
-        return parts.hostname or LOOPBACK, parts.port or 0
+        """Host and port of the MSGin5G Server's PSK-TLS 1.3 listener."""
+        return self.profile_address("psk-tls1.3")
+
+    def profile_address(self, profile: str) -> tuple[str, int]:
+        """Host and port of the MSGin5G Server's listener for a security profile."""
+        server = self.services["server"]
+        parts = urlsplit(server.uris.get(profile, server.uri if profile == "psk-tls1.3" else ""))
+        if parts.port is None:
+            raise KeyError(f"the MSGin5G Server has no {profile} listener")
+        return parts.hostname or LOOPBACK, parts.port
 
     async def stop(self) -> None:
         """Stop every service, the last started first."""
@@ -97,8 +108,24 @@ async def _start_all(deployment: LocalDeployment, settings: DeploymentSettings) 
             "fqdn": settings.server_fqdn,
             "aanf": {"uri": deployment.services["aanf"].uri},
             "cm": {"uri": deployment.services["cm"].uri},
+            "profiles": _server_profiles(settings),
         },
     })
+
+
+def _server_profiles(settings: DeploymentSettings) -> dict[str, Any]:
+    """Every security profile on its own free loopback port."""
+    def any_port() -> dict[str, Any]:
+        return {"listen": {"host": LOOPBACK, "port": 0}}
+
+    profiles: dict[str, Any] = {"psk-tls1.3": any_port(), "psk-tls1.2": any_port()}
+    if settings.certfile is not None and settings.keyfile is not None:
+        profiles["https-digest"] = {
+            **any_port(),
+            "options": {"certfile": str(settings.certfile), "keyfile": str(settings.keyfile)},
+        }
+    profiles["psk-dtls1.2"] = any_port()
+    return profiles
 
 
 async def _start_group(deployment: LocalDeployment, configs: dict[str, dict[str, Any]]) -> None:
@@ -120,8 +147,8 @@ async def _start_group(deployment: LocalDeployment, configs: dict[str, dict[str,
 
 
 def _write_config(workdir: Path, name: str, settings: dict[str, Any]) -> Path:
-    listen_key = "listen" if name == "server" else "sbi"
-    document = {listen_key: {"host": LOOPBACK, "port": 0}, **settings}
+    # The server's listeners come from its profiles; every other service has one SBI address.
+    document = settings if name == "server" else {"sbi": {"host": LOOPBACK, "port": 0}, **settings}
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path

@@ -21,6 +21,8 @@ REJECTED = "rejected"
 FAILED = "failed"
 
 PROFILE_TLS13 = "psk-tls1.3"
+# Every Ua* security profile of the server; the demo's UEs take them in turn.
+SECURITY_PROFILES = ("psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2")
 
 HEX_KEY_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
 SQN_PATTERN = re.compile(r"[0-9A-Fa-f]{12}")
@@ -172,6 +174,7 @@ class _PlanBuilder:
             ue_service_id=requested,
             expected=expected,
             expected_cause=expected_cause,
+            profile=SECURITY_PROFILES[(number - 1) % len(SECURITY_PROFILES)],
         ))
 
 

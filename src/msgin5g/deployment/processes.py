@@ -33,6 +33,8 @@ class ServiceProcess:
     uri: str
     log_path: Path
     process: asyncio.subprocess.Process = field(repr=False)
+    # URI per security profile, for a service with several listeners.
+    uris: dict[str, str] = field(default_factory=dict)
 
 
 async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceProcess:
@@ -45,7 +47,7 @@ async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceP
         process = await _spawn(name, config_path, log_file)
 
     try:
-        uri = await asyncio.wait_for(_read_ready_uri(name, process), READY_TIMEOUT_SECONDS)
+        event = await asyncio.wait_for(_read_ready_event(name, process), READY_TIMEOUT_SECONDS)
     except (TimeoutError, ServiceStartError) as error:
         await stop_process(process)
         raise ServiceStartError(
@@ -55,7 +57,13 @@ async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceP
         # Cancelled (Ctrl-C) while waiting: no caller has this process yet, so stop it here.
         await stop_process(process)
         raise
-    return ServiceProcess(name=name, uri=uri, log_path=log_path, process=process)
+    return ServiceProcess(
+        name=name,
+        uri=str(event["uri"]),
+        log_path=log_path,
+        process=process,
+        uris={str(key): str(value) for key, value in dict(event.get("uris") or {}).items()},
+    )
 
 
 async def _spawn(name: str, config_path: Path, log_file) -> asyncio.subprocess.Process:
@@ -79,7 +87,7 @@ async def _spawn(name: str, config_path: Path, log_file) -> asyncio.subprocess.P
         raise
 
 
-async def _read_ready_uri(name: str, process: asyncio.subprocess.Process) -> str:
+async def _read_ready_event(name: str, process: asyncio.subprocess.Process) -> dict:
     if process.stdout is None:
         raise ServiceStartError("started without a stdout pipe")
     while True:
@@ -92,7 +100,7 @@ async def _read_ready_uri(name: str, process: asyncio.subprocess.Process) -> str
         except ValueError:
             continue
         if isinstance(event, dict) and event.get("event") == "ready" and event.get("service") == name:
-            return str(event["uri"])
+            return event
 
 
 async def stop_process(process: asyncio.subprocess.Process) -> None:

@@ -6,12 +6,17 @@ after primary authentication, and registers with its UE service ID.
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from msgin5g.crypto.akma import UA_TLS13, af_id, k_af
-from msgin5g.service.channel import ChannelError, SecureChannel
+from msgin5g.service import messages
+from msgin5g.service.channel import ChannelError, exchange_over_tls12, exchange_over_tls13
+from msgin5g.service.dtls_channel import exchange_over_dtls12
+from msgin5g.service.https_channel import exchange_over_https
+from msgin5g.service.messages import RegistrationResult
 from msgin5g.service.primary_auth import PrimaryAuthenticationError, authenticate
 from msgin5g.service.ue_profile import UeProfile
 from msgin5g.service.usim import Usim
@@ -46,6 +51,21 @@ class RegistrationOutcome:
 SBI_TIMEOUT_SECONDS = 10.0
 
 
+EXCHANGES = {
+    "psk-tls1.3": exchange_over_tls13,
+    "psk-tls1.2": exchange_over_tls12,
+    "https-digest": exchange_over_https,
+    "psk-dtls1.2": exchange_over_dtls12,
+}
+
+
+def _exchange_for(profile: UeProfile) -> tuple[Callable[..., Awaitable[RegistrationResult]], dict[str, Any]]:
+    exchange = EXCHANGES[profile.security_profile]
+    if profile.security_profile == "https-digest":
+        return exchange, {"ca_file": profile.ca_file}
+    return exchange, {}
+
+
 def new_http_client() -> httpx.AsyncClient:
     """Return an SBI client: HTTP/2 with prior knowledge over cleartext TCP."""
     return httpx.AsyncClient(http1=False, http2=True, timeout=SBI_TIMEOUT_SECONDS)
@@ -77,7 +97,10 @@ async def _timed(
     started = time.perf_counter()
     outcome, cause, detail = await _attempt(http, profile, usim, deregister)
     elapsed_ms = (time.perf_counter() - started) * 1000.0
-    return RegistrationOutcome(outcome=outcome, cause=cause, detail=detail, milliseconds=elapsed_ms)
+    return RegistrationOutcome(
+        outcome=outcome, cause=cause, detail=detail, milliseconds=elapsed_ms,
+        profile=profile.security_profile,
+    )
 
 
 async def _attempt(
@@ -90,20 +113,23 @@ async def _attempt(
     except httpx.HTTPError as error:
         return FAILED, "AUSF_UNREACHABLE", f"the request to the AUSF at {profile.ausf_uri} failed: {describe_http_error(error)}"
 
-    # TS 33.535 Annex A.4 with the Ua* identifier of shared-key TLS 1.3.
-    ue_k_af = k_af(keys.k_akma, af_id(profile.server_fqdn, UA_TLS13))
+    request = (
+        messages.DeregistrationRequest(profile.ue_service_id)
+        if deregister
+        else messages.RegistrationRequest(profile.ue_service_id)
+    )
+    exchange, options = _exchange_for(profile)
     try:
-        async with SecureChannel.open(
-            profile.server_host, profile.server_port, profile.server_fqdn, keys.a_kid, ue_k_af
-        ) as channel:
-            if deregister:
-                result = await channel.deregister(profile.ue_service_id)
-            else:
-                result = await channel.register(profile.ue_service_id)
+        # Each profile derives K_AF itself (TS 33.535 Annex A.4), because its AF_ID
+        # may depend on the cipher suite negotiated on the connection.
+        result = await exchange(
+            profile.server_host, profile.server_port, profile.server_fqdn,
+            keys.a_kid, keys.k_akma, request, **options,
+        )
     except ChannelError as error:
         cause = error.alert.name.upper() if error.alert is not None else "CHANNEL_FAILED"
         where = f"{profile.server_host}:{profile.server_port}, AF FQDN {profile.server_fqdn}"
-        return FAILED, cause, f"secure channel to the MSGin5G Server ({where}) failed: {error.cause}"
+        return FAILED, cause, f"{profile.security_profile} session with the MSGin5G Server ({where}) failed: {error.cause}"
     except OSError as error:
         return FAILED, "SERVER_UNREACHABLE", f"cannot reach the MSGin5G Server: {error}"
 

@@ -10,6 +10,7 @@ from msgin5g.crypto.supi import supi_kdf_value
 
 ROUTING_INDICATOR_PATTERN = re.compile(r"[0-9]{1,4}")
 HEX_KEY_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
+SECURITY_PROFILES = ("psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2")
 TOP_LEVEL_KEYS = {
     "supi", "k", "op", "opc", "home_network", "routing_indicator", "ue_service_id", "ausf", "server",
 }
@@ -38,13 +39,18 @@ class UeProfile:
     server_host: str
     server_port: int
     server_fqdn: str
+    # The Ua* security profile to use, and the CA file that verifies the
+    # server certificate of the https-digest profile.
+    security_profile: str = "psk-tls1.3"
+    ca_file: str | None = None
 
 
 def profile_from_mapping(document: dict[str, Any]) -> UeProfile:
     """Build a UeProfile from a YAML mapping, checking every field.
 
     Keys: supi, k, op or opc, home_network {mcc, mnc}, routing_indicator
-    (default "0"), ue_service_id, ausf {uri}, server {host, port, fqdn}.
+    (default "0"), ue_service_id, ausf {uri}, server {host, port, fqdn,
+    profile (default psk-tls1.3), ca_file (for https-digest)}.
     """
     if not isinstance(document, dict):
         raise ProfileError("the UE configuration must be a mapping of keys to values")
@@ -68,7 +74,15 @@ def profile_from_mapping(document: dict[str, Any]) -> UeProfile:
     ausf = _section(document, "ausf")
     server = _section(document, "server")
     _check_keys(ausf, {"uri"}, "ausf.")
-    _check_keys(server, {"host", "port", "fqdn"}, "server.")
+    _check_keys(server, {"host", "port", "fqdn", "profile", "ca_file"}, "server.")
+    security_profile = str(server.get("profile", "psk-tls1.3"))
+    if security_profile not in SECURITY_PROFILES:
+        raise ProfileError(
+            f"invalid server.profile {security_profile!r}: use one of {', '.join(SECURITY_PROFILES)}"
+        )
+    ca_file = server.get("ca_file")
+    if security_profile == "https-digest" and not ca_file:
+        raise ProfileError("missing server.ca_file: the https-digest profile verifies the server certificate with it")
     return UeProfile(
         supi=supi,
         k=k,
@@ -81,6 +95,8 @@ def profile_from_mapping(document: dict[str, Any]) -> UeProfile:
         server_host=_required_text(server, "host", "server.host"),
         server_port=_port(server),
         server_fqdn=_required_text(server, "fqdn", "server.fqdn"),
+        security_profile=security_profile,
+        ca_file=str(ca_file) if ca_file else None,
     )
 
 
