@@ -16,7 +16,7 @@ import pytest
 from af_helpers import LOOPBACK, CmStub, serving, supi_for
 from msgin5g.sbi.client import SbiClient
 from msgin5g.service.authorization import CmClient, RegistrationAuthorizer
-from msgin5g.service.plain_coap import start_plain_coap_listener
+from msgin5g.service.plain_coap import start_plain_coap_listener, start_plain_coap_udp_listener
 from msgin5g.service.server import RegistrationService
 from msgin5g.service.store import RegistrationStore
 
@@ -60,15 +60,17 @@ async def listener(tmp_path):
         store = await RegistrationStore(tmp_path / "deployment.sqlite").open()
         service = RegistrationService(RegistrationAuthorizer(CmClient(cm_sbi)), store)
         running = await start_plain_coap_listener(LOOPBACK, 0, service=service, ue_id=supi_for(1))
+        running_udp = await start_plain_coap_udp_listener(LOOPBACK, 0, service=service, ue_id=supi_for(1))
         try:
-            yield running, store
+            yield running, store, running_udp
         finally:
             await running.close()
+            await running_udp.close()
             await store.close()
 
 
 async def test_aiocoap_client_registers_over_tcp(listener):
-    running, store = listener
+    running, store, _ = listener
 
     status, stdout, stderr = await aiocoap_client(
         f"{running.uri}/msgin5g/v1/registrations", {"messageType": "REG", "ueServiceId": "ue-svc-1"}
@@ -80,7 +82,7 @@ async def test_aiocoap_client_registers_over_tcp(listener):
 
 
 async def test_aiocoap_client_gets_rejection_cause(listener):
-    running, _ = listener
+    running, _, _ = listener
 
     status, stdout, stderr = await aiocoap_client(
         f"{running.uri}/msgin5g/v1/registrations", {"messageType": "REG", "ueServiceId": "other"}
@@ -100,7 +102,7 @@ async def test_plain_listener_refuses_public_address():
 
 
 async def test_aiocoap_client_deregisters(listener):
-    running, store = listener
+    running, store, _ = listener
     registration = {"messageType": "REG", "ueServiceId": "ue-svc-1"}
     await aiocoap_client(f"{running.uri}/msgin5g/v1/registrations", registration)
 
@@ -111,3 +113,16 @@ async def test_aiocoap_client_deregisters(listener):
     assert status == 0, stderr
     assert json.loads(stdout)["result"] == "SUCCESS"
     assert await store.get("ue-svc-1") is None
+
+
+async def test_aiocoap_client_registers_over_udp(listener):
+    _, store, running_udp = listener
+
+    status, stdout, stderr = await aiocoap_client(
+        f"{running_udp.uri}/msgin5g/v1/registrations", {"messageType": "REG", "ueServiceId": "ue-svc-1"}
+    )
+
+    assert running_udp.uri.startswith("coap://127.0.0.1:")
+    assert status == 0, stderr
+    assert json.loads(stdout)["result"] == "SUCCESS"
+    assert await store.get("ue-svc-1") is not None
