@@ -104,7 +104,52 @@ class ClientHello:
         return self.legacy_version >= TLS_1_2
 
 
-class ClientHelloReader:
+class _HandshakeRecords:
+    """Collect the fragments of plaintext handshake records named `name`, with a record cap."""
+
+    def __init__(self, name: str, max_size: int) -> None:
+        if max_size < 1:
+            raise ValueError(f"the size limit of the {name} must be at least 1 octet, got {max_size}")
+        self._name = name
+        self._max_size = max_size
+        self._buffer = bytearray()
+        self._handshake = bytearray()
+        self._records = 0
+
+    def _next_record_fragment(self) -> bytes | None:
+        if len(self._buffer) < RECORD_HEADER_SIZE:
+            return None
+
+        content_type = self._buffer[0]
+        version = int.from_bytes(self._buffer[1:3], "big")
+        length = int.from_bytes(self._buffer[3:5], "big")
+        _check_record_header(content_type, version, length, self._name)
+
+        if len(self._buffer) < RECORD_HEADER_SIZE + length:
+            return None
+
+        self._records += 1
+        if self._records > MAX_CLIENT_HELLO_RECORDS:
+            raise ClientHelloError(
+                AlertDescription.unexpected_message,
+                f"{self._name} spread over more than {MAX_CLIENT_HELLO_RECORDS} records",
+            )
+        fragment = bytes(self._buffer[RECORD_HEADER_SIZE : RECORD_HEADER_SIZE + length])
+        del self._buffer[: RECORD_HEADER_SIZE + length]
+        return fragment
+
+    def _check_body_length(self) -> int:
+        """Return the end of the first handshake message, checking its length against the limit."""
+        body_length = int.from_bytes(self._handshake[1:4], "big")
+        if body_length > self._max_size:
+            raise ClientHelloError(
+                AlertDescription.illegal_parameter,
+                f"{self._name} of {body_length} octets exceeds the limit of {self._max_size} octets",
+            )
+        return HANDSHAKE_HEADER_SIZE + body_length
+
+
+class ClientHelloReader(_HandshakeRecords):
     """Collect handshake records until a whole ClientHello has arrived.
 
     Feed the octets received from the peer to `receive_data` until it returns the
@@ -117,10 +162,7 @@ class ClientHelloReader:
             raise ValueError(
                 f"max_client_hello_size must be at least 1 octet, got {max_client_hello_size}"
             )
-        self._max_size = max_client_hello_size
-        self._buffer = bytearray()
-        self._handshake = bytearray()
-        self._records = 0
+        super().__init__("ClientHello", max_client_hello_size)
         self._client_hello: ClientHello | None = None
 
     def receive_data(self, data: bytes) -> ClientHello | None:
@@ -137,28 +179,6 @@ class ClientHelloReader:
             self._client_hello = self._client_hello_if_complete()
         return self._client_hello
 
-    def _next_record_fragment(self) -> bytes | None:
-        if len(self._buffer) < RECORD_HEADER_SIZE:
-            return None
-
-        content_type = self._buffer[0]
-        version = int.from_bytes(self._buffer[1:3], "big")
-        length = int.from_bytes(self._buffer[3:5], "big")
-        _check_record_header(content_type, version, length)
-
-        if len(self._buffer) < RECORD_HEADER_SIZE + length:
-            return None
-
-        self._records += 1
-        if self._records > MAX_CLIENT_HELLO_RECORDS:
-            raise ClientHelloError(
-                AlertDescription.unexpected_message,
-                f"ClientHello spread over more than {MAX_CLIENT_HELLO_RECORDS} records",
-            )
-        fragment = bytes(self._buffer[RECORD_HEADER_SIZE : RECORD_HEADER_SIZE + length])
-        del self._buffer[: RECORD_HEADER_SIZE + length]
-        return fragment
-
     def _client_hello_if_complete(self) -> ClientHello | None:
         if len(self._handshake) < HANDSHAKE_HEADER_SIZE:
             return None
@@ -171,14 +191,7 @@ class ClientHelloReader:
                 f"client_hello ({HANDSHAKE_TYPE_CLIENT_HELLO})",
             )
 
-        body_length = int.from_bytes(self._handshake[1:4], "big")
-        if body_length > self._max_size:
-            raise ClientHelloError(
-                AlertDescription.illegal_parameter,
-                f"ClientHello of {body_length} octets exceeds the limit of {self._max_size} octets",
-            )
-
-        end = HANDSHAKE_HEADER_SIZE + body_length
+        end = self._check_body_length()
         if len(self._handshake) < end:
             return None
         if len(self._handshake) > end:
@@ -192,12 +205,12 @@ class ClientHelloReader:
         return parse_client_hello(bytes(self._handshake[HANDSHAKE_HEADER_SIZE:end]))
 
 
-def _check_record_header(content_type: int, version: int, length: int) -> None:
+def _check_record_header(content_type: int, version: int, length: int, name: str) -> None:
     if content_type != CONTENT_TYPE_HANDSHAKE:
         raise ClientHelloError(
             AlertDescription.unexpected_message,
             f"expected a handshake record (content type {CONTENT_TYPE_HANDSHAKE}) carrying "
-            f"the ClientHello, got content type {content_type}",
+            f"the {name}, got content type {content_type}",
         )
     if version not in ACCEPTED_RECORD_VERSIONS:
         raise ClientHelloError(
@@ -432,7 +445,7 @@ class HandshakeMessage:
     body: bytes
 
 
-class HandshakeReader:
+class HandshakeReader(_HandshakeRecords):
     """Return the first handshake message of a flight of plaintext records.
 
     Unlike `ClientHelloReader`, more handshake messages may follow in the same
@@ -441,11 +454,7 @@ class HandshakeReader:
     """
 
     def __init__(self, name: str, max_size: int = DEFAULT_MAX_CLIENT_HELLO_SIZE) -> None:
-        self._name = name
-        self._max_size = max_size
-        self._buffer = bytearray()
-        self._handshake = bytearray()
-        self._records = 0
+        super().__init__(name, max_size)
         self._message: HandshakeMessage | None = None
 
     def receive_data(self, data: bytes) -> HandshakeMessage | None:
@@ -462,44 +471,11 @@ class HandshakeReader:
             self._message = self._message_if_complete()
         return self._message
 
-    def _next_record_fragment(self) -> bytes | None:
-        if len(self._buffer) < RECORD_HEADER_SIZE:
-            return None
-
-        content_type = self._buffer[0]
-        version = int.from_bytes(self._buffer[1:3], "big")
-        length = int.from_bytes(self._buffer[3:5], "big")
-        if content_type != CONTENT_TYPE_HANDSHAKE:
-            raise ClientHelloError(
-                AlertDescription.unexpected_message,
-                f"expected a handshake record carrying the {self._name}, got content type "
-                f"{content_type}",
-            )
-        _check_record_header(content_type, version, length)
-        if len(self._buffer) < RECORD_HEADER_SIZE + length:
-            return None
-
-        self._records += 1
-        if self._records > MAX_CLIENT_HELLO_RECORDS:
-            raise ClientHelloError(
-                AlertDescription.unexpected_message,
-                f"{self._name} spread over more than {MAX_CLIENT_HELLO_RECORDS} records",
-            )
-        fragment = bytes(self._buffer[RECORD_HEADER_SIZE : RECORD_HEADER_SIZE + length])
-        del self._buffer[: RECORD_HEADER_SIZE + length]
-        return fragment
-
     def _message_if_complete(self) -> HandshakeMessage | None:
         if len(self._handshake) < HANDSHAKE_HEADER_SIZE:
             return None
 
-        body_length = int.from_bytes(self._handshake[1:4], "big")
-        if body_length > self._max_size:
-            raise ClientHelloError(
-                AlertDescription.illegal_parameter,
-                f"{self._name} of {body_length} octets exceeds the limit of {self._max_size} octets",
-            )
-        end = HANDSHAKE_HEADER_SIZE + body_length
+        end = self._check_body_length()
         if len(self._handshake) < end:
             return None
         return HandshakeMessage(self._handshake[0], bytes(self._handshake[HANDSHAKE_HEADER_SIZE:end]))
