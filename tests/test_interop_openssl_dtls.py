@@ -6,7 +6,6 @@ runs cryptography's bundled OpenSSL 4 at @SECLEVEL=0.
 
 import asyncio
 import contextlib
-import shutil
 import socket
 from collections.abc import AsyncIterator
 
@@ -21,10 +20,7 @@ from msgin5g.service.dtls_channel import DtlsClientSession, akma_client_engine
 from msgin5g.ua import dtls12_psk as dtls
 from test_server_dtls12 import SERVICE_ID, dtls_deployment_for
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed"),
-]
+pytestmark = pytest.mark.interop
 
 PROCESS_TIMEOUT = 20.0
 
@@ -140,3 +136,21 @@ async def test_s_server_hint_and_identity():
     assert b"CIPHER is PSK-AES128-CCM8" in output
     # s_server warns when the identity differs from -psk_identity.
     assert b"PSK warning" not in output
+
+
+async def test_s_client_without_psk_refused(tmp_path, caplog):
+    """A DTLS client with certificate suites only cannot get a session not keyed by K_AF."""
+    async with dtls_deployment_for(tmp_path) as deployment:
+        async with openssl(
+            "s_client", "-dtls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "-connect", f"{LOOPBACK}:{deployment.port}",
+        ) as process:
+            process.stdin.close()
+            output = await read_until(process, b"alert")
+            async with asyncio.timeout(PROCESS_TIMEOUT):
+                status = await process.wait()
+
+    assert status != 0
+    assert b"handshake failure" in output
+    assert b"Cipher is (NONE)" in output
+    assert any("rejected: no shared cipher" in record.getMessage() for record in caplog.records)

@@ -93,3 +93,25 @@ async def test_s_client_unknown_a_kid_refused(deployment, caplog):  # noqa: F811
     assert run.returncode != 0
     assert "unknown psk identity" in run.stderr
     assert any("rejected: unknown A-KID" in line for line in rejections(caplog))
+
+
+async def test_s_client_without_psk_refused(deployment, caplog):  # noqa: F811
+    """A TLS 1.2 client with certificate suites only cannot get a session not keyed by K_AF."""
+    caplog.set_level(logging.INFO)
+    process = await asyncio.create_subprocess_exec(
+        openssl_path(), "s_client", "-tls1_2", "-quiet", "-connect", f"{LOOPBACK}:{deployment.port}",
+        "-cipher", "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(SUBPROCESS_TIMEOUT_SECONDS):
+            stdout, stderr = await process.communicate(b"")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert process.returncode != 0
+    assert stdout == b""
+    assert "handshake failure" in stderr.decode(errors="replace")
+    assert any("none of this server's TLS 1.2 PSK cipher suites" in line for line in rejections(caplog))
