@@ -133,3 +133,22 @@ async def test_unknown_profile_named(tmp_path):
         await run(str(path), lambda uri, **extra: None, asyncio.Event())
 
     assert "psk-tls1.1" in str(raised.value)
+
+
+async def test_missing_certificate_is_config_error(tmp_path):
+    text = """\
+        fqdn: msgin5g.example.test
+        aanf: {uri: "http://127.0.0.1:1"}
+        cm: {uri: "http://127.0.0.1:2"}
+        database: deployment.sqlite3
+        profiles:
+          https-digest: {listen: {port: 0}, options: {certfile: absent.pem, keyfile: absent.key}}
+        """
+    path = tmp_path / "server.yaml"
+    path.write_text(textwrap.dedent(text))
+
+    with pytest.raises(ConfigError) as raised:
+        await run(str(path), lambda uri, **extra: None, asyncio.Event())
+
+    assert "profiles.https-digest" in str(raised.value)
+    assert "absent.pem" in str(raised.value)

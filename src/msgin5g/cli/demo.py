@@ -108,7 +108,9 @@ async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Consol
     )
     with console.status("starting UDM, AUSF, AAnF, CM server and MSGin5G Server ..."):
         async with running_deployment(workdir, settings) as deployment:
-            console.print(f"services ready: {_service_list(deployment)}")
+            console.print("services ready:")
+            for line in _service_list(deployment):
+                console.print(f"  {line}", soft_wrap=True)
             with console.status(f"registering {len(plan.ues)} UEs concurrently ..."):
                 started = time.perf_counter()
                 outcomes = await _run_ues(deployment, plan, concurrency)
@@ -229,9 +231,9 @@ def _print_summary(console: Console, totals: dict[str, Any]) -> None:
         console.print("[bold green]Every UE got its expected outcome.[/bold green]")
 
 
-def _service_list(deployment: LocalDeployment) -> str:
-    parts = []
+def _service_list(deployment: LocalDeployment) -> list[str]:
+    lines = []
     for name, service in deployment.services.items():
         uris = service.uris or {name: service.uri}
-        parts.extend(f"{label} {uri}" for label, uri in uris.items())
-    return ", ".join(parts)
+        lines.extend(f"{label} {uri}" for label, uri in uris.items())
+    return lines

@@ -51,10 +51,18 @@ configuration keys (a relative database path is taken from the file's folder):
             authorized_afs (list of AF FQDNs)
   ausf      sbi, database, udm {uri, timeout (s)}, aanf {uri, timeout (s)},
             home_network {mcc, mnc}, auth_context_lifetime (s), nf_instance_id
-  server    listen {host, port}, fqdn, aanf {uri, timeout (s)},
-            cm {uri, timeout (s)}, database, limits {max_connections,
-            handshake_timeout (s), max_message_size (octets),
-            max_client_hello_size (octets)}
+  server    fqdn, aanf {uri, timeout (s)}, cm {uri, timeout (s)}, database,
+            limits {max_connections, handshake_timeout (s),
+            max_message_size (octets), max_client_hello_size (octets)},
+            and either listen {host, port} (one psk-tls1.3 listener) or
+            profiles {NAME: {listen {host, port}, options {...}}} with NAME:
+              psk-tls1.3    options: allow_psk_ke (default false)
+              psk-tls1.2    options: cipher_suites (OpenSSL names)
+              https-digest  options: certfile, keyfile (PEM, from msgin5g
+                            certs), algorithms (SHA-256, MD5),
+                            nonce_lifetime (s), ciphers, min_tls_version
+              psk-dtls1.2   options: mtu (octets), max_handshakes,
+                            idle_timeout (s)
 port 0 picks a free port; the ready line gives the real one.
 """
 

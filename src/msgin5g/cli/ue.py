@@ -43,8 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run a simulated UE (MSGin5G Client)",
         description=(
             "A simulated UE with a software USIM: it runs 5G AKA with the AUSF, derives "
-            "K_AKMA, the A-KID and K_AF, and talks to the MSGin5G Server over CoAP on "
-            "TLS 1.3 keyed by K_AF."
+            "K_AKMA, the A-KID and K_AF, and talks to the MSGin5G Server over the "
+            "security profile that --profile names (CoAP over TLS 1.3, TLS 1.2 or "
+            "DTLS 1.2 keyed by K_AF, or HTTPS with HTTP Digest)."
         ),
     )
     commands = ue.add_subparsers(dest="ue_command", metavar="UE_COMMAND", required=True)
@@ -103,7 +104,7 @@ def run_command(args: argparse.Namespace) -> int:
         }, indent=2))
     else:
         cause = f" ({outcome.cause})" if outcome.cause else ""
-        print(f"{outcome.outcome}{cause}: {outcome.detail} [{outcome.milliseconds:.0f} ms]")
+        print(f"{outcome.outcome}{cause} over {outcome.profile}: {outcome.detail} [{outcome.milliseconds:.0f} ms]")
     return 0 if outcome.outcome in (REGISTERED, DEREGISTERED) else 1
 
 
@@ -117,6 +118,10 @@ async def _run(profile: UeProfile, *, deregister: bool) -> RegistrationOutcome:
 
 def _profile(args: argparse.Namespace) -> UeProfile:
     document = _read_config(args.config) if args.config else {}
+    server = document.get("server")
+    if args.config and isinstance(server, dict) and isinstance(server.get("ca_file"), str):
+        # Like the services, a relative path in the file is taken from the file's folder.
+        server["ca_file"] = str(args.config.parent / server["ca_file"])
     for option, path in OPTION_KEYS.items():
         value = getattr(args, option)
         if value is not None:

@@ -129,9 +129,15 @@ async def _attempt(
     except ChannelError as error:
         cause = error.alert.name.upper() if error.alert is not None else "CHANNEL_FAILED"
         where = f"{profile.server_host}:{profile.server_port}, AF FQDN {profile.server_fqdn}"
-        return FAILED, cause, f"{profile.security_profile} session with the MSGin5G Server ({where}) failed: {error.cause}"
+        return FAILED, cause, (
+            f"{profile.security_profile} session with the MSGin5G Server ({where}) failed: "
+            f"{error.cause} (check that this address is the server's {profile.security_profile} listener)"
+        )
     except OSError as error:
-        return FAILED, "SERVER_UNREACHABLE", f"cannot reach the MSGin5G Server: {error}"
+        return FAILED, "SERVER_UNREACHABLE", (
+            f"cannot reach the MSGin5G Server: {error} (check the address and that it is the "
+            f"server's {profile.security_profile} listener)"
+        )
 
     if result.accepted:
         return (DEREGISTERED if deregister else REGISTERED), None, result.detail

@@ -125,9 +125,18 @@ async def _start_listeners(
     uris = {}
     for name, listener_config in config.enabled_profiles().items():
         listen = listener_config.listen
-        listener = await PROFILES[name].start(
-            listen.host, listen.port, kaf=kaf, service=service, limits=limits, options=options[name]
-        )
+        try:
+            listener = await PROFILES[name].start(
+                listen.host, listen.port, kaf=kaf, service=service, limits=limits, options=options[name]
+            )
+        except ValueError as error:
+            # For example a certificate file that is missing or does not match its key.
+            raise ConfigError(f"profiles.{name}: {error}") from None
+        except OSError as error:
+            raise ConfigError(
+                f"profiles.{name}: cannot listen on {listen.host}:{listen.port}: {error.strerror}; "
+                "choose another port (each TCP or UDP port once), or 0 for a free one"
+            ) from None
         stack.push_async_callback(listener.close)
         uris[name] = listener.uri
     return uris
