@@ -209,6 +209,62 @@ async def running_server(
             await store.close()
 
 
+@dataclass
+class ProfileListener:
+    """A listener of one Ua* security profile, with what a UE needs to reach it."""
+
+    profile: str
+    host: str
+    port: int
+    kaf: KafProvider
+    store: RegistrationStore
+    # The CA file that verifies the https-digest server certificate; None otherwise.
+    ca_file: str | None = None
+
+
+@contextlib.asynccontextmanager
+async def running_listener(
+    tmp_path: Path, profile: str, aanf_uri: str, cm_uri: str
+) -> AsyncIterator[ProfileListener]:
+    """Run the listener of `profile` on 127.0.0.1 with a free port against the given AAnF and CM."""
+    # Imported here because these modules pull in Hypercorn and the DTLS engine.
+    from msgin5g.cli.certs import FILE_NAMES, write_certificates
+    from msgin5g.service.dtls_server import start_dtls12_listener
+    from msgin5g.service.https_server import HttpsDigestOptions, start_https_listener
+    from msgin5g.service.server import start_tls12_listener, start_tls13_listener
+
+    async with SbiClient(aanf_uri) as aanf_sbi, SbiClient(cm_uri) as cm_sbi:
+        store = await RegistrationStore(tmp_path / f"{profile}.sqlite").open()
+        kaf = KafProvider(AF_FQDN, AanfClient(aanf_sbi))
+        service = RegistrationService(RegistrationAuthorizer(CmClient(cm_sbi)), store)
+        options = {"kaf": kaf, "service": service, "limits": Limits(handshake_timeout=10)}
+        ca_file = None
+        if profile == "psk-tls1.3":
+            listener = await start_tls13_listener(LOOPBACK, 0, **options)
+        elif profile == "psk-tls1.2":
+            listener = await start_tls12_listener(LOOPBACK, 0, **options)
+        elif profile == "psk-dtls1.2":
+            listener = await start_dtls12_listener(LOOPBACK, 0, **options)
+        elif profile == "https-digest":
+            folder = tmp_path / "certs"
+            folder.mkdir(exist_ok=True)
+            paths = {name: folder / name for name in FILE_NAMES}
+            write_certificates(paths, [AF_FQDN], days=1)
+            https = HttpsDigestOptions(certfile=paths["server.pem"], keyfile=paths["server.key"])
+            listener = await start_https_listener(LOOPBACK, 0, options=https, **options)
+            ca_file = str(paths["ca.pem"])
+        else:
+            raise ValueError(f"unknown security profile {profile!r}")
+
+        port = int(listener.uri.rsplit(":", 1)[1])
+        try:
+            yield ProfileListener(profile, LOOPBACK, port, kaf, store, ca_file)
+        finally:
+            await listener.close()
+            await kaf.aclose()
+            await store.close()
+
+
 # Raw ClientHello
 
 

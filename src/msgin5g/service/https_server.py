@@ -20,6 +20,9 @@ import contextlib
 import logging
 import secrets
 import ssl
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +73,9 @@ HTTP_STATUS_FOR_COAP = {
 
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
+# Nonces whose K_AF expiry the authenticator remembers (see `KafExpiries`).
+MAX_REMEMBERED_NONCES = 10_000
+
 
 class HttpsDigestOptions(ConfigModel):
     """Options of the `https-digest` profile."""
@@ -109,6 +115,48 @@ def server_ssl_context(options: HttpsDigestOptions) -> ssl.SSLContext:
     return context
 
 
+class KafExpiries:
+    """The expiry of the K_AF that first verified each (nonce, A-KID), as seconds since the epoch.
+
+    A UE may reuse a nonce for later requests (nc > 1). Once the K_AF that
+    authenticated the nonce has expired, the nonce must not authenticate
+    anything else, even though the AF would fetch a fresh K_AF for the A-KID.
+    The table is bounded: when full it drops expired entries first, then the
+    oldest, and a dropped nonce is simply checked as a new one.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, max_entries: int = MAX_REMEMBERED_NONCES) -> None:
+        self.clock = clock
+        self._max_entries = max_entries
+        self._expiries: dict[tuple[str, str], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._expiries)
+
+    def remember(self, nonce: str, a_kid: str, expiry: float) -> None:
+        """Store the first K_AF expiry seen for (nonce, A-KID); later ones do not extend it."""
+        key = (nonce, a_kid)
+        if key in self._expiries:
+            return
+        if len(self._expiries) >= self._max_entries:
+            now = self.clock()
+            for old in [old for old, value in self._expiries.items() if value <= now]:
+                del self._expiries[old]
+        if len(self._expiries) >= self._max_entries:
+            # Dicts keep insertion order, so this drops the oldest entry.
+            self._expiries.pop(next(iter(self._expiries)))
+        self._expiries[key] = expiry
+
+    def expired(self, nonce: str, a_kid: str) -> float | None:
+        """Return the passed expiry of (nonce, A-KID) and forget it, or None while it is valid."""
+        key = (nonce, a_kid)
+        expiry = self._expiries.get(key)
+        if expiry is None or self.clock() < expiry:
+            return None
+        del self._expiries[key]
+        return expiry
+
+
 class DigestAuthenticator:
     """Decides the Authorization of one HTTP request: the UE's KafEntry, or the error response."""
 
@@ -118,6 +166,7 @@ class DigestAuthenticator:
         self._kaf = kaf
         self._algorithms = options.algorithms
         self._nonces = nonces or digest.NonceSource(lifetime=options.nonce_lifetime)
+        self.kaf_expiries = KafExpiries()
         self.realm = digest.akma_realm(kaf.fqdn)
 
     def challenge_response(self, detail: str, *, stale: bool = False) -> Response:
@@ -150,7 +199,33 @@ class DigestAuthenticator:
         rejection = self._check_parameters(credentials, request, request_id)
         if rejection is not None:
             return rejection
-        return await self._verify(credentials, request, request_id)
+        rejection = self._check_kaf_expiry(credentials, request_id)
+        if rejection is not None:
+            return rejection
+
+        outcome = await self._verify(credentials, request, request_id)
+        if isinstance(outcome, KafEntry):
+            self.kaf_expiries.remember(credentials.nonce, credentials.username, outcome.expiry.timestamp())
+        return outcome
+
+    def _check_kaf_expiry(self, credentials: digest.Credentials, request_id: str) -> Response | None:
+        """Challenge again a nonce whose K_AF expired (TS 33.535 clause 6: K_AF has a lifetime).
+
+        The K_AF cache has dropped the expired entry, so the answer to the new
+        challenge makes the AF request K_AF from the AAnF again.
+        """
+        expiry = self.kaf_expiries.expired(credentials.nonce, credentials.username)
+        if expiry is None:
+            return None
+        logger.info(
+            "request %s: the K_AF of this nonce expired at %s; sending a new challenge",
+            request_id,
+            datetime.fromtimestamp(expiry, UTC).isoformat(),
+        )
+        return self.challenge_response(
+            "K_AF expired; answer the new challenge with the current K_AF, or run primary "
+            "authentication again if the server then rejects the A-KID"
+        )
 
     def _check_parameters(self, credentials: digest.Credentials, request: Request, request_id: str) -> Response | None:
         if credentials.realm != self.realm:
