@@ -68,3 +68,54 @@ def test_usim_repr_hides_keys():
 
     assert K.hex() not in repr(usim)
     assert repr(K) not in repr(usim)
+
+
+def test_usim_accepts_older_seq_in_other_ind():
+    usim = Usim(k=K, opc=OPC)
+    usim.authenticate(RAND, make_autn(sqn=(10 << 5) | 1))
+    usim.authenticate(RAND, make_autn(sqn=(9 << 5) | 2))
+
+    assert usim.sqn_ms == (10 << 5) | 1
+
+
+def test_usim_rejects_replay_in_same_ind():
+    usim = Usim(k=K, opc=OPC)
+    usim.authenticate(RAND, make_autn(sqn=(10 << 5) | 1))
+
+    with pytest.raises(SynchFailure):
+        usim.authenticate(RAND, make_autn(sqn=(9 << 5) | 1))
+
+
+def test_usim_rejects_seq_older_than_age_limit():
+    usim = Usim(k=K, opc=OPC, age_limit=5)
+    usim.authenticate(RAND, make_autn(sqn=(10 << 5) | 1))
+
+    with pytest.raises(SynchFailure):
+        usim.authenticate(RAND, make_autn(sqn=(5 << 5) | 2))
+
+
+def test_usim_rejects_jump_beyond_delta():
+    usim = Usim(k=K, opc=OPC, delta=100)
+
+    with pytest.raises(SynchFailure):
+        usim.authenticate(RAND, make_autn(sqn=101 << 5))
+
+
+def test_usim_accepts_48_bit_sqn():
+    usim = Usim(k=K, opc=OPC, sqn_ms=(1 << 48) - (2 << 5))
+    usim.authenticate(RAND, make_autn(sqn=(1 << 48) - (1 << 5)))
+
+    assert usim.sqn_ms == (1 << 48) - (1 << 5)
+
+
+def test_usim_bad_mac_with_stale_sqn_is_mac_failure():
+    usim = Usim(k=K, opc=OPC, sqn_ms=1000 << 5)
+    other_k = bytes([K[0] ^ 1]) + K[1:]
+
+    with pytest.raises(MacFailure):
+        usim.authenticate(RAND, make_autn(sqn=64, k=other_k))
+
+
+def test_usim_rejects_sqn_ms_over_48_bits():
+    with pytest.raises(ValueError, match="48-bit"):
+        Usim(k=K, opc=OPC, sqn_ms=1 << 48)

@@ -15,7 +15,7 @@ import httpx
 from msgin5g.crypto.aka import hxres_star, k_ausf, res_star, serving_network_name
 from msgin5g.crypto.akma import a_tid, format_a_kid, k_akma
 from msgin5g.service.ue_profile import UeProfile
-from msgin5g.service.usim import AuthenticationFailure, Usim
+from msgin5g.service.usim import AuthenticationFailure, SynchFailure, Usim, UsimResponse
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,24 @@ class AkmaKeys:
 
 
 async def authenticate(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) -> AkmaKeys:
-    """Run 5G AKA with the AUSF and derive K_AKMA and the A-KID (TS 33.535 clause 6.1)."""
+    """Run 5G AKA with the AUSF and derive K_AKMA and the A-KID (TS 33.535 clause 6.1).
+
+    When the USIM reports a synchronisation failure, the UE sends AUTS in a
+    new AuthenticationInfo (resynchronizationInfo of TS 29.509) and responds
+    to the new challenge. It resynchronises once per call.
+    """
     snn = serving_network_name(profile.mcc, profile.mnc)
     context_uri, challenge = await _start(http, profile, snn)
-
     rand = bytes.fromhex(challenge["rand"])
-    autn = bytes.fromhex(challenge["autn"])
     try:
-        response = usim.authenticate(rand, autn)
+        response = usim.authenticate(rand, bytes.fromhex(challenge["autn"]))
+    except SynchFailure as failure:
+        await _abandon(http, context_uri)
+        logger.info("the USIM reported a synchronisation failure; resynchronising with AUTS")
+        resynchronization = {"rand": rand.hex(), "auts": failure.auts.hex()}
+        context_uri, challenge = await _start(http, profile, snn, resynchronization)
+        rand = bytes.fromhex(challenge["rand"])
+        response = await _run_usim(http, usim, context_uri, rand, challenge)
     except AuthenticationFailure as failure:
         await _abandon(http, context_uri)
         raise PrimaryAuthenticationError(failure.cause, f"the USIM rejected AUTN: {failure}") from failure
@@ -65,10 +75,25 @@ async def authenticate(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) 
     return AkmaKeys(supi=profile.supi, a_kid=a_kid, k_akma=k_akma(ue_k_ausf, profile.supi))
 
 
-async def _start(http: httpx.AsyncClient, profile: UeProfile, snn: str) -> tuple[str, dict]:
+async def _run_usim(
+    http: httpx.AsyncClient, usim: Usim, context_uri: str, rand: bytes, challenge: dict
+) -> UsimResponse:
+    """Give RAND and AUTN to the USIM; abandon the context if it rejects them."""
+    try:
+        return usim.authenticate(rand, bytes.fromhex(challenge["autn"]))
+    except AuthenticationFailure as failure:
+        await _abandon(http, context_uri)
+        raise PrimaryAuthenticationError(failure.cause, f"the USIM rejected AUTN: {failure}") from failure
+
+
+async def _start(
+    http: httpx.AsyncClient, profile: UeProfile, snn: str, resynchronization: dict | None = None
+) -> tuple[str, dict]:
     """POST AuthenticationInfo; return the confirmation URI and the 5G AKA challenge."""
     uri = profile.ausf_uri.rstrip("/") + UE_AUTHENTICATIONS_PATH
     body = {"supiOrSuci": profile.supi, "servingNetworkName": snn}
+    if resynchronization is not None:
+        body["resynchronizationInfo"] = resynchronization
     reply = await http.post(uri, json=body)
     if reply.status_code != 201:
         raise PrimaryAuthenticationError(

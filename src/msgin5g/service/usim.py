@@ -16,6 +16,13 @@ AMF_SEPARATION_BIT = 0x8000
 
 # TS 33.102 Annex C.3.2: SQN = SEQ || IND with a 5-bit IND.
 IND_BITS = 5
+IND_SLOTS = 1 << IND_BITS
+SQN_MAX = (1 << 48) - 1
+# Delta of TS 33.102 Annex C.2.1: the largest forward jump of SEQ over the
+# highest accepted SEQ that the USIM accepts.
+# NOTE: 2**28 is the delta of the Annex C example profile as recalled, not
+# checked against the specification text.
+DEFAULT_DELTA = 1 << 28
 
 
 class AuthenticationFailure(Exception):
@@ -58,14 +65,41 @@ class UsimResponse:
 
 @dataclass
 class Usim:
-    """USIM credentials and the highest SEQ accepted so far (SQN_MS)."""
+    """USIM credentials and the SQN freshness state of TS 33.102 Annex C.2.
+
+    `sqn_ms` is the highest SQN accepted so far. `seq_ms` contains one SEQ per
+    IND slot. When it is not given, every slot starts at the SEQ of `sqn_ms`.
+    A SQN is fresh when its SEQ is greater than the SEQ of its IND slot, at
+    most `delta` above the highest SEQ (Annex C.2.1), and, when `age_limit`
+    (L of Annex C.2.2) is set, less than L below the highest SEQ.
+    """
 
     k: bytes = field(repr=False)
     opc: bytes = field(repr=False)
     sqn_ms: int = 0
+    delta: int = DEFAULT_DELTA
+    age_limit: int | None = None
+    seq_ms: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sqn_ms <= SQN_MAX:
+            raise ValueError(f"sqn_ms must be a 48-bit SQN (0 to {SQN_MAX}), got {self.sqn_ms}")
+        if self.delta < 1:
+            raise ValueError(f"delta must be at least 1, got {self.delta}")
+        if self.age_limit is not None and self.age_limit < 1:
+            raise ValueError(f"age_limit must be at least 1 or None, got {self.age_limit}")
+        if not self.seq_ms:
+            self.seq_ms = [self.sqn_ms >> IND_BITS] * IND_SLOTS
+        elif len(self.seq_ms) != IND_SLOTS:
+            raise ValueError(f"seq_ms must have {IND_SLOTS} slots, got {len(self.seq_ms)}")
 
     def authenticate(self, rand: bytes, autn: bytes) -> UsimResponse:
-        """Check AUTN for RAND and return RES, CK and IK, or raise AuthenticationFailure."""
+        """Check AUTN for RAND and return RES, CK and IK, or raise AuthenticationFailure.
+
+        MAC-A is checked first (TS 33.102 clause 6.3.3), so an AUTN with a bad
+        MAC is a MAC failure whatever its SQN. The AMF separation bit follows,
+        then the freshness of SQN.
+        """
         if len(autn) != AUTN_OCTETS:
             raise MacFailure(f"AUTN must be {AUTN_OCTETS} octets, got {len(autn)}")
 
@@ -84,17 +118,27 @@ class Usim:
         return UsimResponse(res=res, ck=ck, ik=ik, sqn_xor_ak=sqn_xor_ak)
 
     def _accept_sqn(self, rand: bytes, sqn: int) -> None:
-        # NOTE: a simplified freshness check, SEQ > SEQ_MS, without the IND
-        # array and the age limit L of TS 33.102 Annex C.2.
-        seq, seq_ms = sqn >> IND_BITS, self.sqn_ms >> IND_BITS
-        if seq <= seq_ms:
-            raise SynchFailure(
-                f"SQN is not fresh (SEQ {seq} <= SEQ_MS {seq_ms})", self._auts(rand)
-            )
-        self.sqn_ms = sqn
+        """Annex C.2: check SEQ against its IND slot, delta and L, then record it."""
+        seq, ind = sqn >> IND_BITS, sqn & (IND_SLOTS - 1)
+        highest = self.sqn_ms >> IND_BITS
+        if seq <= self.seq_ms[ind]:
+            reason = f"SEQ {seq} is not above SEQ_MS {self.seq_ms[ind]} of IND {ind}"
+        elif seq - highest > self.delta:
+            reason = f"SEQ {seq} is more than delta {self.delta} above the highest SEQ {highest}"
+        elif self.age_limit is not None and highest - seq >= self.age_limit:
+            reason = f"SEQ {seq} is L = {self.age_limit} or more below the highest SEQ {highest}"
+        else:
+            self.seq_ms[ind] = seq
+            if seq > highest:
+                self.sqn_ms = sqn
+            return
+        raise SynchFailure(f"SQN is not fresh: {reason}", self._auts(rand))
 
     def _auts(self, rand: bytes) -> bytes:
-        """AUTS = (SQN_MS xor AK*) || MAC-S, with AMF = 0x0000 (TS 33.102 6.3.3)."""
+        """AUTS = (SQN_MS xor AK*) || MAC-S, with AMF = 0x0000 (TS 33.102 6.3.3).
+
+        SQN_MS is the highest SQN accepted so far.
+        """
         sqn_ms = self.sqn_ms.to_bytes(SQN_OCTETS, "big")
         ak_star = f5_star(self.k, self.opc, rand)
         _, mac_s = f1(self.k, self.opc, rand, sqn_ms, bytes(2))

@@ -9,8 +9,10 @@ from msgin5g.sbi.app import json_response, no_content, read_json_body, sbi_route
 from msgin5g.sbi.models.nausf_auth import (
     HAL_JSON,
     UE_AUTHENTICATIONS_PATH,
+    DEREGISTER_PATH,
     AuthenticationInfo,
     ConfirmationData,
+    DeregistrationInfo,
 )
 
 CONFIRMATION_ROUTE = UE_AUTHENTICATIONS_PATH + "/{authCtxId}/5g-aka-confirmation"
@@ -33,7 +35,13 @@ def ausf_routes(processor: AusfProcessor) -> list[Route]:
         await processor.delete_context(request.path_params["authCtxId"])
         return no_content()
 
+    async def deregister(request: Request) -> Response:
+        info = await read_json_body(request, DeregistrationInfo)
+        await processor.deregister(info.supi)
+        return no_content()
+
     return [
+        sbi_route(DEREGISTER_PATH, deregister, ["POST"], operation="Deregister"),
         sbi_route(
             UE_AUTHENTICATIONS_PATH,
             create_ue_authentication,

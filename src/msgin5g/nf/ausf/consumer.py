@@ -8,7 +8,12 @@ means for the authentication.
 from urllib.parse import quote
 
 from msgin5g.sbi.client import SbiClient
-from msgin5g.sbi.models.naanf_akma import REGISTER_ANCHOR_KEY_PATH, AkmaKeyInfo
+from msgin5g.sbi.models.naanf_akma import (
+    REGISTER_ANCHOR_KEY_PATH,
+    REMOVE_CONTEXT_PATH,
+    AkmaKeyInfo,
+    CtxRemove,
+)
 from msgin5g.sbi.models.nudm_ueau import (
     AuthenticationInfoRequest,
     AuthenticationInfoResult,
@@ -40,3 +45,7 @@ class AanfConsumer:
         await self._client.call(
             "POST", REGISTER_ANCHOR_KEY_PATH, body=key_info, response_type=AkmaKeyInfo
         )
+
+    async def remove_context(self, supi: str) -> None:
+        """Naanf_AKMA_Context_Remove (POST /remove-context)."""
+        await self._client.call("POST", REMOVE_CONTEXT_PATH, body=CtxRemove(supi=supi))

@@ -143,6 +143,36 @@ class AusfProcessor:
                 404, Cause.CONTEXT_NOT_FOUND, "no pending 5G AKA context with this authCtxId"
             )
 
+    async def deregister(self, supi: str) -> None:
+        """Nausf_UEAuthentication_Deregister: purge the UE's contexts and its AKMA context.
+
+        The AUSF keeps K_AUSF only in the pending contexts, so purging them
+        drops every K_AUSF of the UE. The AAnF then removes the UE's AKMA
+        context (Naanf_AKMA_Context_Remove, POST /remove-context). A 404
+        from it means there was none. Deregistering a UE without contexts succeeds,
+        so the request can be repeated.
+        """
+        purged = await self._store.purge_supi(supi)
+        logger.debug("deregistered %s: %d pending 5G AKA context(s) purged", supi, purged)
+        if self._aanf is None:
+            return
+        try:
+            await self._aanf.remove_context(supi)
+        except SbiProblemError as error:
+            if error.status != 404:
+                raise SbiError(
+                    502,
+                    Cause.UPSTREAM_SERVER_ERROR,
+                    f"the AAnF did not remove the AKMA context ({error.status} {error.cause}); "
+                    "repeat the deregistration",
+                ) from None
+        except SbiClientError as error:
+            raise SbiError(
+                504,
+                Cause.UPSTREAM_SERVER_ERROR,
+                f"the request to the AAnF failed ({error}); repeat the deregistration",
+            ) from None
+
     async def _get_vector(self, info: AuthenticationInfo) -> AuthenticationInfoResult:
         request = AuthenticationInfoRequest(
             serving_network_name=info.serving_network_name,

@@ -65,6 +65,10 @@ class AuthContextStore(ABC):
         """Remove the context; return whether it existed."""
 
     @abstractmethod
+    async def purge_supi(self, supi: str) -> int:
+        """Remove every context of the SUPI; return how many there were."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release the backend connection."""
 
@@ -140,6 +144,16 @@ class SqliteAuthContextStore(AuthContextStore):
                 "DELETE FROM ausf_auth_contexts WHERE auth_ctx_id = ?", (auth_ctx_id,)
             )
             return cursor.rowcount > 0
+
+        return await self._database.run(delete)
+
+    async def purge_supi(self, supi: str) -> int:
+        def delete(connection: sqlite3.Connection) -> int:
+            with transaction(connection):
+                cursor = connection.execute(
+                    "DELETE FROM ausf_auth_contexts WHERE supi = ?", (supi,)
+                )
+                return cursor.rowcount
 
         return await self._database.run(delete)
 

@@ -68,6 +68,13 @@ def check_supi(value: str) -> str:
     return value
 
 
+def check_supi_or_suci(value: str) -> str:
+    """Accept a SUPI, or "suci-" followed by text (a SUCI, declined later with 501)."""
+    if value.startswith(SUCI_PREFIX) and len(value) > len(SUCI_PREFIX):
+        return value
+    return check_supi(value)
+
+
 def check_gpsi(value: str) -> str:
     if not GPSI_PATTERN.fullmatch(value):
         raise ValueError(GPSI_HELP)
@@ -159,6 +166,7 @@ def parse_date_time(value: object) -> datetime:
 
 
 Supi = Annotated[str, AfterValidator(check_supi)]
+SupiOrSuci = Annotated[str, AfterValidator(check_supi_or_suci)]
 Gpsi = Annotated[str, AfterValidator(check_gpsi)]
 ServingNetworkName = Annotated[str, AfterValidator(check_serving_network_name)]
 RoutingIndicator = Annotated[str, AfterValidator(check_routing_indicator)]

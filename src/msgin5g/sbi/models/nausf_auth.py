@@ -1,11 +1,10 @@
 """Nausf_UEAuthentication bodies (TS 29.509 clause 6.1, API nausf-auth v1), 5G AKA only."""
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from msgin5g.sbi.models.common import (
-    SUCI_PREFIX,
     Autn,
     HxresStar,
     Key256,
@@ -16,12 +15,13 @@ from msgin5g.sbi.models.common import (
     ServingNetworkName,
     Supi,
     SupportedFeatures,
-    check_supi,
+    SupiOrSuci,
 )
 from msgin5g.sbi.models.nudm_ueau import ResynchronizationInfo
 
 API_ROOT = "/nausf-auth/v1"
 UE_AUTHENTICATIONS_PATH = f"{API_ROOT}/ue-authentications"
+DEREGISTER_PATH = f"{UE_AUTHENTICATIONS_PATH}/deregister"
 HAL_JSON = "application/3gppHal+json"
 AKA_CONFIRMATION_LINK = "5g-aka"
 
@@ -32,16 +32,6 @@ def confirmation_path(auth_ctx_id: str) -> str:
     return f"{UE_AUTHENTICATIONS_PATH}/{auth_ctx_id}/5g-aka-confirmation"
 
 
-def check_supi_or_suci(value: str) -> str:
-    """Accept a SUPI, or anything that starts like a SUCI (rejected later with 501)."""
-    if value.startswith(SUCI_PREFIX) and len(value) > len(SUCI_PREFIX):
-        return value
-    return check_supi(value)
-
-
-SupiOrSuci = Annotated[str, AfterValidator(check_supi_or_suci)]
-
-
 class AuthenticationInfo(SbiModel):
     supi_or_suci: SupiOrSuci = Field(alias="supiOrSuci")
     serving_network_name: ServingNetworkName = Field(alias="servingNetworkName")
@@ -49,6 +39,13 @@ class AuthenticationInfo(SbiModel):
         default=None, alias="resynchronizationInfo"
     )
     routing_indicator: RoutingIndicator | None = Field(default=None, alias="routingIndicator")
+    supported_features: SupportedFeatures | None = Field(default=None, alias="supportedFeatures")
+
+
+class DeregistrationInfo(SbiModel):
+    """The UE whose security context the AUSF purges (Nausf_UEAuthentication_Deregister)."""
+
+    supi: Supi
     supported_features: SupportedFeatures | None = Field(default=None, alias="supportedFeatures")
 
 
