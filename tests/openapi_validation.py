@@ -15,6 +15,12 @@ The fallbacks are:
   without `content`, so openapi-core expects the exploded form
   (`?valUeId=...`). This project sends it as JSON text, which is checked
   against the ValTargetUe schema;
+- the NEF's OAuth 2.0 token endpoint (`/oauth2/token`, TS29510_Nnrf_AccessToken.yaml):
+  an AF is not a network function and sends no nfInstanceId, so the form is
+  checked member by member against the AccessTokenReq properties, with
+  grant_type required. A 401 carries the RFC 6749 clause 5.2 error body, so
+  both 400 and 401 bodies are checked against AccessTokenErr, and a 200
+  body against AccessTokenRsp with its Cache-Control and Pragma headers;
 - error responses with a status that the file does not declare: 405 from
   the HTTP layer, and the AUSF's 504 UPSTREAM_SERVER_ERROR when the UDM is
   unreachable (the TS 29.509 file declares no 504). Their body is checked
@@ -22,7 +28,10 @@ The fallbacks are:
 
 A request rejected with 400, 405, 413 or 415 failed on its syntax, and a
 request rejected with 404 RESOURCE_URI_STRUCTURE_NOT_FOUND names no
-operation, so only their responses are checked. Every other request must be valid.
+operation, so only their responses are checked. A request rejected with 401 or
+403 and a WWW-Authenticate header failed on its bearer token before the
+server read its body, so only its response is checked too. Every other
+request must be valid.
 
 The module also runs applications on loopback for the tests (`serving`).
 """
@@ -55,7 +64,11 @@ SPEC_FILES = {
     "/nausf-auth/v1": "TS29509_Nausf_UEAuthentication.yaml",
     "/naanf-akma/v1": "TS29535_Naanf_AKMA.yaml",
     "/ss-upr/v1": "TS29549_SS_UserProfileRetrieval.yaml",
+    "/3gpp-akma/v1": "TS29522_AKMA.yaml",
+    "/nudm-sdm/v2": "TS29503_Nudm_SDM.yaml",
 }
+TOKEN_PATH = "/oauth2/token"
+TOKEN_FILE = "TS29510_Nnrf_AccessToken.yaml"
 COMMON_DATA_FILE = "TS29571_CommonData.yaml"
 
 SYNTAX_REJECTIONS = frozenset({400, 405, 413, 415})
@@ -155,7 +168,7 @@ class OpenApiValidator:
 
     def __init__(self, openapi_dir: Path) -> None:
         self.openapi_dir = openapi_dir
-        needed = [*SPEC_FILES.values(), COMMON_DATA_FILE]
+        needed = [*SPEC_FILES.values(), COMMON_DATA_FILE, TOKEN_FILE]
         missing = [name for name in needed if not (openapi_dir / name).is_file()]
         if missing:
             raise FileNotFoundError(f"OpenAPI files missing from {openapi_dir}: {', '.join(missing)}")
@@ -193,10 +206,12 @@ class OpenApiValidator:
     def validate(self, exchange: Exchange) -> None:
         root = api_root_of(exchange.path)
         try:
-            if is_unknown_uri(exchange):
+            if exchange.path == TOKEN_PATH:
+                self._validate_token_exchange(exchange)
+            elif is_unknown_uri(exchange):
                 self.validate_problem_details(exchange)
             else:
-                if exchange.status not in SYNTAX_REJECTIONS:
+                if exchange.status not in SYNTAX_REJECTIONS and not is_token_rejection(exchange):
                     self._validate_request(root, exchange)
                 self._validate_response(root, exchange)
         except Exception as error:
@@ -204,6 +219,28 @@ class OpenApiValidator:
                 f"{exchange.describe()} does not match the OpenAPI file: {error}"
             ) from error
         self.checked += 1
+
+    def _validate_token_exchange(self, exchange: Exchange) -> None:
+        if exchange.status not in SYNTAX_REJECTIONS:
+            form = dict(parse_qsl(exchange.request_body.decode("ascii"), keep_blank_values=True))
+            if "grant_type" not in form:
+                raise AssertionError("the token request has no grant_type")
+            for name in ("grant_type", "scope", "nfInstanceId"):
+                if name in form:
+                    schema = f"AccessTokenReq/properties/{name}"
+                    self.component_validator(TOKEN_FILE, schema).validate(form[name])
+
+        body = exchange.response_json()
+        if exchange.status == 200:
+            self.component_validator(TOKEN_FILE, "AccessTokenRsp").validate(body)
+            if exchange.response_headers.get("cache-control") != "no-store":
+                raise AssertionError("a token response needs Cache-Control: no-store")
+            if exchange.response_headers.get("pragma") != "no-cache":
+                raise AssertionError("a token response needs Pragma: no-cache")
+        elif exchange.status in (400, 401):
+            self.component_validator(TOKEN_FILE, "AccessTokenErr").validate(body)
+        else:
+            self.validate_problem_details(exchange)
 
     def _validate_request(self, root: str | None, exchange: Exchange) -> None:
         if root is None:
@@ -233,6 +270,12 @@ def is_unknown_uri(exchange: Exchange) -> bool:
     if exchange.status != 404 or not exchange.response_body:
         return False
     return exchange.response_json().get("cause") == "RESOURCE_URI_STRUCTURE_NOT_FOUND"
+
+
+def is_token_rejection(exchange: Exchange) -> bool:
+    """Return whether the server rejected the request's bearer token (RFC 6750 clause 3)."""
+    challenge = exchange.response_headers.get("www-authenticate", "")
+    return exchange.status in (401, 403) and challenge.startswith("Bearer")
 
 
 def api_root_of(path: str) -> str | None:

@@ -36,6 +36,7 @@ SERVICE_RUNNERS: dict[str, tuple[str, str]] = {
     "ausf": ("msgin5g.nf.ausf.app", "run"),
     "aanf": ("msgin5g.nf.aanf.app", "run"),
     "cm": ("msgin5g.nf.cm.app", "run"),
+    "nef": ("msgin5g.nf.nef.app", "run"),
     "server": ("msgin5g.service.profiles", "run"),
 }
 
@@ -48,10 +49,16 @@ CONFIG_KEYS_HELP = """\
 configuration keys (a relative database path is taken from the file's folder):
   udm, cm   sbi {host, port}, database
   aanf      sbi, database, k_af_lifetime (s), context_lifetime (s),
-            authorized_afs (list of AF FQDNs)
+            authorized_afs (list of AF FQDNs), oauth {signing_key (hex),
+            audience} (retrieve-applicationkey then needs a bearer token)
+  nef       sbi, aanf {uri, timeout (s), signing_key (hex), audience},
+            udm {uri, timeout (s)}, oauth {signing_key (hex),
+            token_lifetime (s)}, afs (list of {client_id, client_secret,
+            fqdn, scopes})
   ausf      sbi, database, udm {uri, timeout (s)}, aanf {uri, timeout (s)},
             home_network {mcc, mnc}, auth_context_lifetime (s), nf_instance_id
-  server    fqdn, aanf {uri, timeout (s)}, cm {uri, timeout (s)}, database,
+  server    fqdn, aanf {uri, timeout (s)} or nef {uri, timeout (s),
+            client_id, client_secret}, cm {uri, timeout (s)}, database,
             limits {max_connections, handshake_timeout (s),
             max_message_size (octets), max_client_hello_size (octets)},
             and either listen {host, port} (one psk-tls1.3 listener) or

@@ -17,6 +17,14 @@ or, with one listener per Ua* security profile:
         options: {certfile: server.pem, keyfile: server.key}
       psk-dtls1.2: {listen: {host: 127.0.0.1, port: 5684}, options: {mtu: 1200}}
 
+An AF outside the operator's network reaches AKMA through the NEF instead of
+the AAnF: replace `aanf` with
+
+    nef: {uri: http://127.0.0.1:8005, client_id: msgin5g-server, client_secret: <secret>}
+
+Exactly one of `aanf` and `nef` is set. Through the NEF the server gets the
+UE's GPSI, never its SUPI, and authorizes registrations by that GPSI.
+
 `fqdn` is the AF's FQDN in AF_ID (TS 33.535 Annex A.4): the UE derives K_AF for
 exactly this spelling. `port: 0` lets the system pick a free port. A relative
 `database` path is taken relative to the folder of the configuration file.
@@ -27,7 +35,15 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from msgin5g.coap.tcp import BASE_MAX_MESSAGE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from msgin5g.crypto.akma import UA_TLS13, af_id
@@ -35,7 +51,7 @@ from msgin5g.nf.config import ConfigError, ConfigModel, Peer
 from msgin5g.nf.config import load_config as load_nf_style_config
 from msgin5g.ua.clienthello import DEFAULT_MAX_CLIENT_HELLO_SIZE
 
-__all__ = ["ConfigError", "Limits", "Listen", "Peer", "ServerConfig", "load_config"]
+__all__ = ["ConfigError", "Limits", "Listen", "NefPeer", "Peer", "ServerConfig", "load_config"]
 
 
 class Listen(ConfigModel):
@@ -63,6 +79,13 @@ class Limits(ConfigModel):
     max_client_hello_size: int = Field(default=DEFAULT_MAX_CLIENT_HELLO_SIZE, ge=512, le=2**16)
 
 
+class NefPeer(Peer):
+    """The NEF and this AF's OAuth 2.0 client credentials at its token endpoint."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+
+
 # The Ua* security profiles a listener can offer (see msgin5g.service.profiles).
 PROFILE_NAMES = ("psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2")
 ProfileName = Literal["psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2"]
@@ -80,10 +103,32 @@ class ServerConfig(ConfigModel):
     listen: Listen | None = None
     profiles: dict[ProfileName, ProfileListener] | None = None
     fqdn: str
-    aanf: Peer
+    aanf: Peer | None = None
+    nef: NefPeer | None = None
     cm: Peer
     database: Path
     limits: Limits = Limits()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def name_missing_aanf(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Report a missing `aanf` as a missing key when neither `aanf` nor `nef` is set."""
+        if not isinstance(data, dict) or "aanf" in data or "nef" in data:
+            return handler(data)
+        reason = ValueError(
+            "is required but missing; add aanf {uri}, or nef {uri, client_id, client_secret} "
+            "for an AF outside the operator's network"
+        )
+        missing = InitErrorDetails(type="value_error", loc=("aanf",), input=data, ctx={"error": reason})
+        try:
+            handler(data)
+        except ValidationError as error:
+            details = [
+                InitErrorDetails(type=item["type"], loc=item["loc"], input=item["input"], ctx=item.get("ctx", {}))
+                for item in error.errors()
+            ]
+            raise ValidationError.from_exception_data(cls.__name__, [missing, *details]) from None
+        raise ValidationError.from_exception_data(cls.__name__, [missing])
 
     @model_validator(mode="after")
     def check_listeners(self) -> Self:
@@ -91,6 +136,11 @@ class ServerConfig(ConfigModel):
             raise ValueError(
                 "set either listen (one PSK-TLS 1.3 listener) or profiles, not both; "
                 "move listen under profiles.psk-tls1.3.listen"
+            )
+        if (self.aanf is None) == (self.nef is None):
+            raise ValueError(
+                "set exactly one of aanf {uri} (AF inside the operator's network) "
+                "and nef {uri, client_id, client_secret} (AF outside it)"
             )
         if self.profiles is not None and not self.profiles:
             raise ValueError(f"profiles is empty: list at least one of {', '.join(PROFILE_NAMES)}")

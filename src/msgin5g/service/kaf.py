@@ -6,6 +6,12 @@ POST /naanf-akma/v1/retrieve-applicationkey). The AAnF returns K_AF, its expiry
 and the UE ID (SUPI, or GPSI), or 204 when it has no AKMA context for the
 A-KID.
 
+An AF outside the operator's network gets the same data from the NEF instead
+(TS 29.522 POST /3gpp-akma/v1/retrieve), with the GPSI in place of the SUPI.
+`NefClient` first fetches an OAuth 2.0 access token from the NEF's token
+endpoint with its client credentials (RFC 6749 clause 4.4) and reuses it
+until shortly before it expires.
+
 `KafProvider.obtain` is the asynchronous path used before the TLS handshake
 continues; `KafProvider.lookup` is the synchronous, cache-only path used inside
 OpenSSL's PSK callback. The cache keeps each entry per (A-KID, AF_ID) until its
@@ -13,14 +19,20 @@ expiry and drops it then, so an expired K_AF is fetched again.
 """
 
 import asyncio
+import base64
 import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
+from urllib.parse import quote_plus
+
+import httpx
+from pydantic import ValidationError
 
 from msgin5g.crypto.akma import UA_TLS13, af_id, af_id_to_wire
-from msgin5g.sbi.client import SbiClient, SbiClientError, SbiProblemError
+from msgin5g.sbi.client import SbiClient, SbiClientError, SbiProblemError, check_base_uri, parse_problem
 from msgin5g.sbi.models.naanf_akma import (
     RETRIEVE_APPLICATION_KEY_PATH,
     AkmaAfKeyData,
@@ -131,6 +143,137 @@ class AanfClient:
         return _entry_from_key_data(a_kid, af_id(fqdn, ua_protocol_id), response.body)
 
 
+NEF_RETRIEVE_PATH = "/3gpp-akma/v1/retrieve"
+NEF_TOKEN_PATH = "/oauth2/token"
+NEF_SCOPES = "3gpp-akma nnef-akma:gpsi-access"
+# A cached access token is renewed this many seconds before it expires.
+TOKEN_RENEW_MARGIN_SECONDS = 30
+
+
+class NefError(AanfError):
+    """K_AF could not be obtained through the NEF (token refused, request rejected or failed)."""
+
+
+@dataclasses.dataclass
+class _AccessToken:
+    value: str = dataclasses.field(repr=False)
+    expires_at: float
+
+
+class NefClient:
+    """Consumer of the NEF's 3gpp-akma API with OAuth 2.0 client credentials, over HTTP/2 (h2c).
+
+    Has the `retrieve_application_key` contract of AanfClient, so KafProvider
+    uses either. Call `aclose()` when done.
+    """
+
+    def __init__(
+        self,
+        base_uri: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 5.0,
+        scopes: str = NEF_SCOPES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.base_uri = check_base_uri(base_uri)
+        self._client = httpx.AsyncClient(base_url=self.base_uri, http1=False, http2=True, timeout=timeout)
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scopes = scopes
+        self._clock = clock
+        self._token: _AccessToken | None = None
+        self._token_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"NefClient({self.base_uri!r}, client_id={self._client_id!r})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def retrieve_application_key(
+        self, a_kid: str, fqdn: str, ua_protocol_id: bytes = UA_TLS13
+    ) -> KafEntry | None:
+        """Return K_AF for AF_ID = `fqdn` || `ua_protocol_id` with the GPSI, or None on 204."""
+        request = AkmaAfKeyRequest(af_id=af_id_to_wire(fqdn, ua_protocol_id), a_kid=a_kid)
+        body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+        response = await self._post_retrieve(body, await self._access_token())
+        if response.status_code == 401:
+            # The NEF may have restarted with another key: one retry with a new token.
+            self._token = None
+            response = await self._post_retrieve(body, await self._access_token())
+
+        if response.status_code >= 300:
+            problem = SbiProblemError(response.status_code, parse_problem(response))
+            raise NefError(f"NEF rejected the K_AF request: {problem}")
+        if response.status_code == 204:
+            return None
+        try:
+            data = AkmaAfKeyData.model_validate_json(response.content)
+        except ValidationError as error:
+            raise NefError(
+                f"NEF responded with an AkmaAfKeyData that does not match the API ({error.error_count()} error(s))"
+            ) from None
+        return _entry_from_key_data(a_kid, af_id(fqdn, ua_protocol_id), data)
+
+    async def _post_retrieve(self, body: dict, token: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        return await self._send("POST", NEF_RETRIEVE_PATH, json=body, headers=headers)
+
+    async def _access_token(self) -> str:
+        async with self._token_lock:
+            now = self._clock()
+            if self._token is None or now >= self._token.expires_at - TOKEN_RENEW_MARGIN_SECONDS:
+                self._token = await self._request_token(now)
+            return self._token.value
+
+    async def _request_token(self, now: float) -> _AccessToken:
+        # RFC 6749 clause 2.3.1: id and secret are form-urlencoded, then sent with HTTP Basic.
+        credentials = f"{quote_plus(self._client_id)}:{quote_plus(self._client_secret)}"
+        headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode("ascii")}
+        form = {"grant_type": "client_credentials", "scope": self._scopes}
+        response = await self._send("POST", NEF_TOKEN_PATH, data=form, headers=headers)
+
+        if response.status_code != 200:
+            raise NefError(f"NEF token endpoint rejected client {self._client_id}: {token_error(response)}")
+        try:
+            document = response.json()
+            token, lifetime = str(document["access_token"]), int(document.get("expires_in", 0))
+        except (ValueError, KeyError, TypeError):
+            raise NefError("NEF token endpoint sent a response without access_token") from None
+        if document.get("token_type", "").lower() != "bearer":
+            raise NefError(f"NEF issued a token of type {document.get('token_type')!r}, not Bearer")
+        logger.debug("got an access token from the NEF for %d s", lifetime)
+        return _AccessToken(token, now + lifetime)
+
+    async def _send(self, method: str, path: str, **options) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, **options)
+        except httpx.TimeoutException:
+            raise NefError(f"request to {self.base_uri} timed out") from None
+        except httpx.HTTPError as error:
+            raise NefError(f"{self.base_uri} is unreachable ({type(error).__name__}: {error})") from None
+
+
+def token_error(response: httpx.Response) -> str:
+    """Describe an RFC 6749 error response (AccessTokenErr), e.g. '401 invalid_client: ...'."""
+    try:
+        document = response.json()
+        return f"{response.status_code} {document['error']}: {document.get('error_description', '')}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code} without an OAuth error body"
+
+
+class KafSource(Protocol):
+    """Source of K_AF for KafProvider: AanfClient (the AAnF directly) or NefClient (through the NEF)."""
+
+    async def retrieve_application_key(
+        self, a_kid: str, fqdn: str, ua_protocol_id: bytes = UA_TLS13
+    ) -> KafEntry | None: ...
+
+
 def _entry_from_key_data(a_kid: str, af_id_value: bytes, data: AkmaAfKeyData) -> KafEntry:
     if data.supi is None and data.gpsi is None:
         raise AanfError("AAnF returned K_AF without a SUPI or GPSI, so the UE cannot be authorized")
@@ -154,7 +297,7 @@ class KafProvider:
     TLS 1.2 per negotiated cipher suite. The default is shared-key TLS 1.3.
     """
 
-    def __init__(self, fqdn: str, aanf: AanfClient, cache: KafCache | None = None) -> None:
+    def __init__(self, fqdn: str, aanf: KafSource, cache: KafCache | None = None) -> None:
         self.fqdn = fqdn
         self.af_id = af_id(fqdn, UA_TLS13)
         self.cache = cache if cache is not None else KafCache()

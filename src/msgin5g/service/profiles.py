@@ -29,7 +29,7 @@ from msgin5g.service.authorization import CmClient, RegistrationAuthorizer
 from msgin5g.service.config import PROFILE_NAMES, Limits, ServerConfig, load_config
 from msgin5g.service.dtls_server import DtlsOptions, start_dtls12_listener
 from msgin5g.service.https_server import HttpsDigestOptions, start_https_listener
-from msgin5g.service.kaf import AanfClient, KafProvider
+from msgin5g.service.kaf import AanfClient, KafProvider, KafSource, NefClient
 from msgin5g.service.server import (
     RegistrationService,
     Tls12Options,
@@ -101,17 +101,31 @@ async def run(config_path: Path | str, ready: ReadyCallback, shutdown: asyncio.E
     options = profile_options(config, config_path)
 
     async with contextlib.AsyncExitStack() as stack:
-        aanf_sbi = await stack.enter_async_context(SbiClient(config.aanf.uri, timeout=config.aanf.timeout))
         cm_sbi = await stack.enter_async_context(SbiClient(config.cm.uri, timeout=config.cm.timeout))
         store = await RegistrationStore(config.database).open()
         stack.push_async_callback(store.close)
-        kaf = KafProvider(config.fqdn, AanfClient(aanf_sbi))
+        kaf = KafProvider(config.fqdn, await _kaf_source(stack, config))
         stack.push_async_callback(kaf.aclose)
         service = RegistrationService(RegistrationAuthorizer(CmClient(cm_sbi)), store)
 
         uris = await _start_listeners(stack, config, options, kaf, service, config.limits)
         ready(next(iter(uris.values())), uris=uris)
         await shutdown.wait()
+
+
+async def _kaf_source(stack: contextlib.AsyncExitStack, config: ServerConfig) -> KafSource:
+    """Build the AAnF client, or the NEF client when the configuration names the NEF."""
+    if config.nef is not None:
+        nef = NefClient(
+            config.nef.uri,
+            config.nef.client_id,
+            config.nef.client_secret.get_secret_value(),
+            timeout=config.nef.timeout,
+        )
+        stack.push_async_callback(nef.aclose)
+        return nef
+    aanf_sbi = await stack.enter_async_context(SbiClient(config.aanf.uri, timeout=config.aanf.timeout))
+    return AanfClient(aanf_sbi)
 
 
 async def _start_listeners(

@@ -6,6 +6,7 @@ from starlette.routing import Route
 
 from msgin5g.nf.aanf.processor import AanfProcessor
 from msgin5g.sbi.app import json_response, no_content, read_json_body, sbi_route
+from msgin5g.sbi.oauth import BearerError, TokenVerifier, authenticate_bearer, bearer_error_response
 from msgin5g.sbi.models.naanf_akma import (
     REGISTER_ANCHOR_KEY_PATH,
     REMOVE_CONTEXT_PATH,
@@ -16,14 +17,32 @@ from msgin5g.sbi.models.naanf_akma import (
 )
 
 
-def aanf_routes(processor: AanfProcessor) -> list[Route]:
+# TS 29.535 OAuth2 scopes of Naanf_AKMA.
+APPLICATION_KEY_SCOPES = ("naanf-akma", "naanf-akma:applicationkeyget")
+SUPI_ACCESS_SCOPE = "naanf-akma:applicationkeyget:supi-access"
+REALM = "naanf-akma"
+
+
+def aanf_routes(processor: AanfProcessor, verifier: TokenVerifier | None = None) -> list[Route]:
+    """Build the Naanf_AKMA routes; with `verifier`, K_AF retrieval needs a bearer token."""
+
     async def register_akma_key(request: Request) -> Response:
         key_info = await read_json_body(request, AkmaKeyInfo)
         return json_response(await processor.register_anchor_key(key_info))
 
     async def get_akma_app_key_material(request: Request) -> Response:
+        supi_access = True
+        if verifier is not None:
+            try:
+                claims = authenticate_bearer(
+                    request.headers.get("authorization"), verifier, REALM, APPLICATION_KEY_SCOPES
+                )
+            except BearerError as error:
+                return bearer_error_response(request, "GetAKMAAPPKeyMaterial", error)
+            supi_access = claims.has_scope(SUPI_ACCESS_SCOPE)
+
         key_request = await read_json_body(request, AkmaAfKeyRequest)
-        key_data = await processor.retrieve_application_key(key_request)
+        key_data = await processor.retrieve_application_key(key_request, supi_access=supi_access)
         return no_content() if key_data is None else json_response(key_data)
 
     async def remove_context(request: Request) -> Response:

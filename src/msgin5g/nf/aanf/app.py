@@ -13,6 +13,7 @@ from msgin5g.nf.aanf.processor import AanfProcessor
 from msgin5g.nf.aanf.store import SqliteAkmaContextStore
 from msgin5g.nf.runner import ReadyCallback, serve_nf
 from msgin5g.sbi.app import create_app
+from msgin5g.sbi.oauth import TokenVerifier
 
 
 @asynccontextmanager
@@ -26,7 +27,10 @@ async def aanf_app(config: AanfConfig) -> AsyncIterator[Starlette]:
             context_lifetime=config.context_lifetime,
             authorized_afs=config.authorized_afs,
         )
-        yield create_app(aanf_routes(processor))
+        verifier = None
+        if config.oauth is not None:
+            verifier = TokenVerifier(config.oauth.key(), config.oauth.audience)
+        yield create_app(aanf_routes(processor, verifier))
     finally:
         await store.close()
 

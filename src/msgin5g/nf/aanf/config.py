@@ -6,6 +6,17 @@
     context_lifetime: 86400      # seconds an AKMA context lasts without a new authentication
     authorized_afs:              # optional; when present, only these AF FQDNs get K_AF
       - msgin5g.example.org
+    oauth:                       # optional; when present, retrieve-applicationkey needs a token
+      signing_key: <64 or more hex digits>   # HMAC key shared with the token issuer
+      audience: aanf             # the `aud` claim the tokens must carry
+
+Without authorized_afs and oauth (the default, which the demo uses), every
+AF that can reach the AAnF gets K_AF together with the SUPI or GPSI. With
+oauth, a retrieve-applicationkey request needs a bearer token with scope
+naanf-akma or naanf-akma:applicationkeyget, and the response carries the SUPI
+only when the token also grants naanf-akma:applicationkeyget:supi-access
+(scopes of the TS 29.535 OpenAPI file; the NEF holds that scope, an external AF
+does not). Other endpoints stay open to the AUSF.
 
 A K_AF never outlives the AKMA context it comes from: its expiry is the
 earlier of now + k_af_lifetime and the context's own expiry.
@@ -13,18 +24,50 @@ earlier of now + k_af_lifetime and the context's own expiry.
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from msgin5g.crypto.akma import UA_TLS13, af_id
-from msgin5g.nf.config import NfConfig, load_config
+from msgin5g.nf.config import ConfigModel, NfConfig, load_config
+from msgin5g.sbi.oauth import MIN_SIGNING_KEY_OCTETS
 
 ONE_DAY_SECONDS = 86400
+
+
+def check_signing_key_hex(value: SecretStr) -> SecretStr:
+    """Accept a hexadecimal HMAC key of at least MIN_SIGNING_KEY_OCTETS octets."""
+    text = value.get_secret_value()
+    try:
+        octets = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError("must be hexadecimal digits, e.g. from 'openssl rand -hex 32'") from None
+    if len(octets) < MIN_SIGNING_KEY_OCTETS:
+        raise ValueError(
+            f"must have at least {2 * MIN_SIGNING_KEY_OCTETS} hexadecimal digits "
+            f"({MIN_SIGNING_KEY_OCTETS} octets)"
+        )
+    return value
+
+
+class OAuthVerification(ConfigModel):
+    """How the AAnF verifies the bearer tokens of AFs and the NEF."""
+
+    signing_key: SecretStr
+    audience: str = "aanf"
+
+    @field_validator("signing_key")
+    @classmethod
+    def check_key(cls, value: SecretStr) -> SecretStr:
+        return check_signing_key_hex(value)
+
+    def key(self) -> bytes:
+        return bytes.fromhex(self.signing_key.get_secret_value())
 
 
 class AanfConfig(NfConfig):
     k_af_lifetime: int = Field(default=3600, gt=0, le=30 * ONE_DAY_SECONDS)
     context_lifetime: int = Field(default=ONE_DAY_SECONDS, gt=0, le=365 * ONE_DAY_SECONDS)
     authorized_afs: list[str] | None = None
+    oauth: OAuthVerification | None = None
 
     @field_validator("authorized_afs")
     @classmethod

@@ -52,8 +52,14 @@ class AanfProcessor:
         logger.debug("AKMA context of %s registered with A-KID %s", context.ue_id, context.a_kid)
         return key_info
 
-    async def retrieve_application_key(self, request: AkmaAfKeyRequest) -> AkmaAfKeyData | None:
-        """Naanf_AKMA_ApplicationKey_Get: derive K_AF, or return None (204) for an unknown A-KID."""
+    async def retrieve_application_key(
+        self, request: AkmaAfKeyRequest, *, supi_access: bool = True
+    ) -> AkmaAfKeyData | None:
+        """Naanf_AKMA_ApplicationKey_Get: derive K_AF, or return None (204) for an unknown A-KID.
+
+        Without `supi_access` (the caller's token lacks the supi-access scope),
+        the response leaves the SUPI out.
+        """
         fqdn, ua_protocol_id = af_id_from_wire(request.af_id)
         self._authorize(fqdn)
 
@@ -71,7 +77,7 @@ class AanfProcessor:
         return AkmaAfKeyData(
             kaf=key,
             expiry=datetime.fromtimestamp(int(expiry), UTC),
-            supi=None if request.anon_ind else context.supi,
+            supi=None if request.anon_ind or not supi_access else context.supi,
             gpsi=None if request.anon_ind else context.gpsi,
         )
 

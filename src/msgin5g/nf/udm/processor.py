@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from msgin5g.crypto.aka import k_ausf, res_star
 from msgin5g.crypto.milenage import build_autn, f1, f5_star, milenage
+from msgin5g.nf.udm.sdm import GPSI_NOT_FOUND, IdTranslationResult
 from msgin5g.nf.udm.store import Subscriber, SubscriberStore
 from msgin5g.sbi.models.common import SUCI_PREFIX
 from msgin5g.sbi.models.nudm_ueau import (
@@ -63,6 +64,20 @@ class UdmProcessor:
         vector = build_vector(subscriber, request.serving_network_name)
         logger.debug("built a 5G HE AV for %s with SQN %d", subscriber.supi, subscriber.sqn)
         return authentication_info_result(subscriber, vector)
+
+    async def get_supi_or_gpsi(self, supi: str) -> IdTranslationResult:
+        """Nudm_SDM_Get for id translation: return the GPSI provisioned with the SUPI."""
+        subscriber = await self._store.find(supi)
+        if subscriber is None:
+            raise SbiError(404, Cause.USER_NOT_FOUND, "no subscriber is provisioned with this SUPI")
+        if subscriber.gpsi is None:
+            raise SbiError(
+                404,
+                GPSI_NOT_FOUND,
+                "the subscriber has no GPSI; provision one (msisdn-... or extid-...) to expose it",
+            )
+        logger.debug("translated %s to %s", supi, subscriber.gpsi)
+        return IdTranslationResult(supi=subscriber.supi, gpsi=subscriber.gpsi)
 
     async def _next_sqn(
         self, supi: str, resynchronization: ResynchronizationInfo | None
