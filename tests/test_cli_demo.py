@@ -12,6 +12,8 @@ import pytest
 from msgin5g.cli.demo import mask_supi
 
 DEMO_TIMEOUT_SECONDS = 180
+# UDM, AUSF, AAnF, NEF, CM server, and the operator's and the external MSGin5G Server.
+SERVICE_COUNT = 7
 
 
 def run_msgin5g(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -32,6 +34,10 @@ def test_demo_json_reports_every_expected_outcome():
     assert {ue["profile"] for ue in document["ues"]} == {"psk-tls1.3", "psk-tls1.2", "https-digest", "psk-dtls1.2"}
     assert all(ue["outcome"] == "registered" for ue in document["ues"][:20])
     assert document["totals"]["unexpected"] == 0
+    assert {ue["via"] for ue in document["ues"]} == {"aanf", "nef"}
+    assert all(ue["outcome"] == "registered" for ue in document["ues"] if ue["via"] == "nef")
+    assert [round_["kind"] for round_ in document["lifecycle"]["rounds"]] == ["expiry", "rekey"]
+    assert all(round_["outcome"] == "ok" for round_ in document["lifecycle"]["rounds"])
 
 
 def test_demo_table_masks_supi():
@@ -58,7 +64,7 @@ def test_demo_signal_stops_every_service(tmp_path, signal_number, status):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        wait_for_ready_services(workdir, count=5)
+        wait_for_ready_services(workdir, count=SERVICE_COUNT)
         children = service_pids(demo.pid)
         demo.send_signal(signal_number)
         output, _ = demo.communicate(timeout=30)
@@ -66,7 +72,7 @@ def test_demo_signal_stops_every_service(tmp_path, signal_number, status):
         if demo.poll() is None:
             demo.kill()
 
-    assert len(children) == 5
+    assert len(children) == SERVICE_COUNT
     assert all(not process_exists(pid) for pid in children)
     assert demo.returncode == status
     assert "Traceback" not in output

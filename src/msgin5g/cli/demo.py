@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from msgin5g.cli.certs import FILE_NAMES, write_certificates
+from msgin5g.cli.demo_lifecycle import lifecycle_profile, run_lifecycle
 from msgin5g.cli.errors import UsageError
 from msgin5g.cli.provision import provision
 from msgin5g.deployment.local import DeploymentSettings, LocalDeployment, running_deployment
@@ -74,7 +75,7 @@ def _run_in(workdir: Path, plan: DemoPlan, args: argparse.Namespace) -> int:
     provision(workdir / "msgin5g.sqlite3", plan.provisioning_document())
 
     try:
-        rows, wall_ms = asyncio.run(_main(workdir, plan, args.concurrency, console))
+        rows, wall_ms, lifecycle = asyncio.run(_main(workdir, plan, args.concurrency, console))
     except ServiceStartError as error:
         console.print(f"[red]error:[/red] {error}")
         return 1
@@ -85,19 +86,24 @@ def _run_in(workdir: Path, plan: DemoPlan, args: argparse.Namespace) -> int:
 
     totals = _totals(rows, wall_ms)
     if args.json:
-        print(json.dumps({"ues": rows, "totals": totals}, indent=2))
+        print(json.dumps({"ues": rows, "totals": totals, "lifecycle": lifecycle}, indent=2))
     else:
         _print_table(console, rows)
+        _print_lifecycle(console, lifecycle)
         _print_summary(console, totals)
-    return 0 if totals["unexpected"] == 0 else 1
+        if not lifecycle["as_expected"]:
+            console.print("[bold red]The key lifecycle round did not show an expiry and a rekey round that both ended ok.[/bold red]")
+    return 0 if totals["unexpected"] == 0 and lifecycle["as_expected"] else 1
 
 
-async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Console) -> tuple[list[dict[str, Any]], float]:
+async def _main(
+    workdir: Path, plan: DemoPlan, concurrency: int, console: Console
+) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
 
     certificates = {name: workdir / name for name in FILE_NAMES}
-    write_certificates(certificates, [plan.server_fqdn], days=1)
+    write_certificates(certificates, [plan.server_fqdn, plan.external_server_fqdn], days=1)
     settings = DeploymentSettings(
         mcc=plan.mcc,
         mnc=plan.mnc,
@@ -105,8 +111,9 @@ async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Consol
         k_af_lifetime_seconds=plan.k_af_lifetime_seconds,
         certfile=certificates["server.pem"],
         keyfile=certificates["server.key"],
+        external_fqdn=plan.external_server_fqdn,
     )
-    with console.status("starting UDM, AUSF, AAnF, CM server and MSGin5G Server ..."):
+    with console.status("starting UDM, AUSF, AAnF, NEF, CM server and two MSGin5G Servers ..."):
         async with running_deployment(workdir, settings) as deployment:
             console.print("services ready:")
             for line in _service_list(deployment):
@@ -115,9 +122,14 @@ async def _main(workdir: Path, plan: DemoPlan, concurrency: int, console: Consol
                 started = time.perf_counter()
                 outcomes = await _run_ues(deployment, plan, concurrency)
                 wall_ms = (time.perf_counter() - started) * 1000.0
+            wait = plan.k_af_lifetime_seconds
+            with console.status(f"lifecycle: holding {plan.ues[0].label}'s channel past its K_AF expiry ({wait} s), then re-keying ..."):
+                ca_file = str(deployment.workdir / "ca.pem")
+                profile = lifecycle_profile(deployment, plan, plan.ues[0], ca_file, _profile)
+                lifecycle = await run_lifecycle(profile, plan.ues[0], plan.k_af_lifetime_seconds)
 
     rows = [_row(ue, outcome) for ue, outcome in zip(plan.ues, outcomes)]
-    return rows, wall_ms
+    return rows, wall_ms, lifecycle
 
 
 async def _run_ues(deployment: LocalDeployment, plan: DemoPlan, concurrency: int) -> list[RegistrationOutcome]:
@@ -134,7 +146,8 @@ async def _run_ues(deployment: LocalDeployment, plan: DemoPlan, concurrency: int
 
 
 def _profile(ue: PlannedUe, plan: DemoPlan, deployment: LocalDeployment, ca_file: str) -> UeProfile:
-    host, port = deployment.profile_address(ue.profile)
+    server_name, fqdn = ("server-nef", plan.external_server_fqdn) if ue.via == "nef" else ("server", plan.server_fqdn)
+    host, port = deployment.profile_address(ue.profile, server_name)
     return UeProfile(
         supi=ue.supi,
         k=ue.k,
@@ -146,7 +159,7 @@ def _profile(ue: PlannedUe, plan: DemoPlan, deployment: LocalDeployment, ca_file
         ausf_uri=deployment.ausf_uri,
         server_host=host,
         server_port=port,
-        server_fqdn=plan.server_fqdn,
+        server_fqdn=fqdn,
         security_profile=ue.profile,
         ca_file=ca_file,
     )
@@ -167,6 +180,7 @@ def _row(ue: PlannedUe, outcome: RegistrationOutcome) -> dict[str, Any]:
         "detail": outcome.detail,
         "ms": round(outcome.milliseconds, 1),
         "profile": outcome.profile,
+        "via": ue.via,
     }
 
 
@@ -217,6 +231,14 @@ def _print_table(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if not row["as_expected"]:
             console.print(f"[red]{row['ue']}[/red] expected {row['expected']}, got {row['outcome']}: {row['detail']}")
+
+
+def _print_lifecycle(console: Console, lifecycle: dict[str, Any]) -> None:
+    rounds = ", ".join(
+        f"{round_['kind']} {round_['outcome']} ({round_['milliseconds']:.0f} ms)" for round_ in lifecycle["rounds"]
+    )
+    style = "green" if lifecycle["as_expected"] else "bold red"
+    console.print(f"key lifecycle of {lifecycle['ue']} over {lifecycle['profile']}: [{style}]{rounds or 'no rounds'}[/{style}]")
 
 
 def _print_summary(console: Console, totals: dict[str, Any]) -> None:

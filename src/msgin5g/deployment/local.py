@@ -1,13 +1,16 @@
 """A whole deployment on loopback: UDM, AUSF, AAnF, CM server and MSGin5G Server.
 
 Each service runs as its own `msgin5g serve` process with its own YAML file
-in the working folder, and all share one SQLite file there. The services
+in the working folder, and all share one SQLite file there. Optionally a NEF
+and a second MSGin5G Server outside the operator's domain, which reaches AKMA
+through the NEF, run too. The services
 start in dependency order, because the AUSF needs the URIs of the UDM and the
 AAnF, and the MSGin5G Server those of the AAnF and the CM server.
 """
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,9 @@ class DeploymentSettings:
     # the server offers only the PSK profiles.
     certfile: Path | None = None
     keyfile: Path | None = None
+    # A second MSGin5G Server outside the operator's domain, which reaches
+    # AKMA through the NEF; None starts neither it nor the NEF.
+    external_fqdn: str | None = None
 
 
 @dataclass
@@ -42,6 +48,8 @@ class LocalDeployment:
 
     workdir: Path
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # The external server's client secret at the NEF, when there is one.
+    client_secret: str | None = field(default=None, repr=False)
 
     @property
     def database(self) -> Path:
@@ -56,9 +64,9 @@ class LocalDeployment:
         """Host and port of the MSGin5G Server's PSK-TLS 1.3 listener."""
         return self.profile_address("psk-tls1.3")
 
-    def profile_address(self, profile: str) -> tuple[str, int]:
-        """Host and port of the MSGin5G Server's listener for a security profile."""
-        server = self.services["server"]
+    def profile_address(self, profile: str, server_name: str = "server") -> tuple[str, int]:
+        """Host and port of a MSGin5G Server's listener for a security profile."""
+        server = self.services[server_name]
         parts = urlsplit(server.uris.get(profile, server.uri if profile == "psk-tls1.3" else ""))
         if parts.port is None:
             raise KeyError(f"the MSGin5G Server has no {profile} listener")
@@ -110,7 +118,45 @@ async def _start_all(deployment: LocalDeployment, settings: DeploymentSettings) 
             "cm": {"uri": deployment.services["cm"].uri},
             "profiles": _server_profiles(settings),
         },
+        **_nef_config(deployment, settings),
     })
+    if settings.external_fqdn is not None:
+        await _start_group(deployment, {"server-nef": _external_server_config(deployment, settings)})
+
+
+# The external server's OAuth 2.0 client at the NEF. The secrets are made anew
+# for each deployment and stay in its working folder.
+EXTERNAL_CLIENT_ID = "msgin5g-server-external"
+
+
+def _nef_config(deployment: LocalDeployment, settings: DeploymentSettings) -> dict[str, Any]:
+    if settings.external_fqdn is None:
+        return {}
+    deployment.client_secret = secrets.token_hex(16)
+    return {"nef": {
+        "aanf": {"uri": deployment.services["aanf"].uri},
+        "udm": {"uri": deployment.services["udm"].uri},
+        "oauth": {"signing_key": secrets.token_hex(32)},
+        "afs": [{
+            "client_id": EXTERNAL_CLIENT_ID,
+            "client_secret": deployment.client_secret,
+            "fqdn": settings.external_fqdn,
+        }],
+    }}
+
+
+def _external_server_config(deployment: LocalDeployment, settings: DeploymentSettings) -> dict[str, Any]:
+    return {
+        "database": str(deployment.database),
+        "fqdn": settings.external_fqdn,
+        "nef": {
+            "uri": deployment.services["nef"].uri,
+            "client_id": EXTERNAL_CLIENT_ID,
+            "client_secret": deployment.client_secret,
+        },
+        "cm": {"uri": deployment.services["cm"].uri},
+        "profiles": _server_profiles(settings),
+    }
 
 
 def _server_profiles(settings: DeploymentSettings) -> dict[str, Any]:
@@ -134,7 +180,8 @@ async def _start_group(deployment: LocalDeployment, configs: dict[str, dict[str,
     async def start_and_record(name: str, path: Path) -> None:
         # Recorded in the same step as the start returns, so that a cancellation
         # of the group cannot lose a service that is already running.
-        deployment.services[name] = await start_service(name, path, deployment.workdir)
+        service = "server" if name.startswith("server") else name
+        deployment.services[name] = await start_service(name, path, deployment.workdir, service=service)
 
     paths = {name: _write_config(deployment.workdir, name, config) for name, config in configs.items()}
     results = await asyncio.gather(
@@ -147,8 +194,8 @@ async def _start_group(deployment: LocalDeployment, configs: dict[str, dict[str,
 
 
 def _write_config(workdir: Path, name: str, settings: dict[str, Any]) -> Path:
-    # The server's listeners come from its profiles; every other service has one SBI address.
-    document = settings if name == "server" else {"sbi": {"host": LOOPBACK, "port": 0}, **settings}
+    # A server's listeners come from its profiles; every other service has one SBI address.
+    document = settings if name.startswith("server") else {"sbi": {"host": LOOPBACK, "port": 0}, **settings}
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path

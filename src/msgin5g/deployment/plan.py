@@ -28,8 +28,8 @@ HEX_KEY_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
 SQN_PATTERN = re.compile(r"[0-9A-Fa-f]{12}")
 
 CONFIG_KEYS = {
-    "home_network", "server_fqdn", "k_af_lifetime_seconds", "supi_prefix",
-    "ue_service_id_format", "routing_indicator", "credentials",
+    "home_network", "server_fqdn", "external_server_fqdn", "k_af_lifetime_seconds",
+    "supi_prefix", "gpsi_prefix", "ue_service_id_format", "routing_indicator", "credentials",
 }
 
 
@@ -49,6 +49,9 @@ class PlannedUe:
     expected: str
     expected_cause: str | None
     profile: str = PROFILE_TLS13
+    # "aanf": the operator's MSGin5G Server, which asks the AAnF directly;
+    # "nef": the external MSGin5G Server, which goes through the NEF.
+    via: str = "aanf"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class DemoPlan:
     mcc: str
     mnc: str
     server_fqdn: str
+    external_server_fqdn: str
     routing_indicator: str
     k_af_lifetime_seconds: int
     subscribers: list[dict[str, Any]] = field(repr=False)
@@ -100,13 +104,16 @@ def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
     mcc, mnc = _home_network(config)
     builder = _PlanBuilder(
         supi_prefix=str(_required(config, "supi_prefix")),
+        gpsi_prefix=str(config.get("gpsi_prefix", "msisdn-4917")),
         service_id_format=str(_required(config, "ue_service_id_format")),
         routing_indicator=str(config.get("routing_indicator", "0")),
         credentials=credentials,
     )
 
     for number in range(1, ue_count + 1):
-        builder.add_ue(number, REGISTERED, None)
+        # Every fifth UE (or the last, with fewer than five) uses the external server.
+        via_nef = number % 5 == 0 or (ue_count < 5 and number == ue_count)
+        builder.add_ue(number, REGISTERED, None, via="nef" if via_nef else "aanf")
     builder.add_ue(ue_count + 1, REJECTED, "UE_SERVICE_ID_NOT_ASSOCIATED", claim_service_of=1)
     builder.add_ue(ue_count + 2, FAILED, "MAC_FAILURE", wrong_k=True)
 
@@ -114,6 +121,7 @@ def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
         mcc=mcc,
         mnc=mnc,
         server_fqdn=str(_required(config, "server_fqdn")),
+        external_server_fqdn=str(_required(config, "external_server_fqdn")),
         routing_indicator=builder.routing_indicator,
         k_af_lifetime_seconds=_lifetime(config),
         subscribers=builder.subscribers,
@@ -125,6 +133,7 @@ def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
 @dataclass
 class _PlanBuilder:
     supi_prefix: str
+    gpsi_prefix: str
     service_id_format: str
     routing_indicator: str
     credentials: list[dict[str, str]]
@@ -145,6 +154,7 @@ class _PlanBuilder:
         expected_cause: str | None,
         claim_service_of: int | None = None,
         wrong_k: bool = False,
+        via: str = "aanf",
     ) -> None:
         # NOTE: with more UEs than test sets, the credentials repeat under
         # other SUPIs; that is harmless in a test network and keeps every K public.
@@ -152,9 +162,11 @@ class _PlanBuilder:
         k = bytes.fromhex(credential["k"])
         opc = opc_from_op(k, bytes.fromhex(credential["op"]))
         supi = self.supi(number)
+        gpsi = f"{self.gpsi_prefix}{number:08d}"
 
         self.subscribers.append({
             "supi": supi,
+            "gpsi": gpsi,
             "k": k.hex(),
             "opc": opc.hex(),
             "amf": "8000",
@@ -162,7 +174,10 @@ class _PlanBuilder:
             "akma_allowed": True,
             "routing_indicator": self.routing_indicator,
         })
-        self.associations.append({"ue_service_id": self.service_id(number), "ue_id": supi})
+        # Behind the NEF the server learns the GPSI, never the SUPI, so the CM
+        # server associates that UE's service ID with its GPSI.
+        ue_id = gpsi if via == "nef" else supi
+        self.associations.append({"ue_service_id": self.service_id(number), "ue_id": ue_id})
 
         usim_k = bytes([k[0] ^ 0x01]) + k[1:] if wrong_k else k
         requested = self.service_id(claim_service_of or number)
@@ -175,6 +190,7 @@ class _PlanBuilder:
             expected=expected,
             expected_cause=expected_cause,
             profile=SECURITY_PROFILES[(number - 1) % len(SECURITY_PROFILES)],
+            via=via,
         ))
 
 

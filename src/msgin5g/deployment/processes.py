@@ -37,17 +37,22 @@ class ServiceProcess:
     uris: dict[str, str] = field(default_factory=dict)
 
 
-async def start_service(name: str, config_path: Path, log_dir: Path) -> ServiceProcess:
-    """Start `msgin5g serve NAME --config CONFIG` and wait until it is ready.
+async def start_service(
+    name: str, config_path: Path, log_dir: Path, *, service: str | None = None
+) -> ServiceProcess:
+    """Start `msgin5g serve SERVICE --config CONFIG` and wait until it is ready.
 
-    Its stderr (the service log) goes to LOG_DIR/NAME.log.
+    NAME labels this instance (SERVICE defaults to it), so that two instances
+    of one service can run side by side. Its stderr (the service log) goes to
+    LOG_DIR/NAME.log.
     """
+    service = service or name
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log_file:
-        process = await _spawn(name, config_path, log_file)
+        process = await _spawn(service, config_path, log_file)
 
     try:
-        event = await asyncio.wait_for(_read_ready_event(name, process), READY_TIMEOUT_SECONDS)
+        event = await asyncio.wait_for(_read_ready_event(service, process), READY_TIMEOUT_SECONDS)
     except (TimeoutError, ServiceStartError) as error:
         await stop_process(process)
         raise ServiceStartError(
