@@ -48,11 +48,10 @@ def check_signing_key_hex(value: SecretStr) -> SecretStr:
     return value
 
 
-class OAuthVerification(ConfigModel):
-    """How the AAnF verifies the bearer tokens of AFs and the NEF."""
+class SigningKeySettings(ConfigModel):
+    """An HMAC key for bearer tokens, given in hexadecimal digits."""
 
     signing_key: SecretStr
-    audience: str = "aanf"
 
     @field_validator("signing_key")
     @classmethod
@@ -61,6 +60,12 @@ class OAuthVerification(ConfigModel):
 
     def key(self) -> bytes:
         return bytes.fromhex(self.signing_key.get_secret_value())
+
+
+class OAuthVerification(SigningKeySettings):
+    """How the AAnF verifies the bearer tokens of AFs and the NEF."""
+
+    audience: str = "aanf"
 
 
 class AanfConfig(NfConfig):

@@ -29,7 +29,7 @@ from typing import Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from msgin5g.crypto.akma import UA_TLS13, af_id
-from msgin5g.nf.aanf.config import check_signing_key_hex
+from msgin5g.nf.aanf.config import SigningKeySettings, check_signing_key_hex
 from msgin5g.nf.config import ConfigError, ConfigModel, Peer, SbiBinding, describe_errors, read_yaml
 from msgin5g.sbi.oauth import parse_scope
 
@@ -50,17 +50,10 @@ class AanfPeer(Peer):
         return None if value is None else check_signing_key_hex(value)
 
 
-class TokenSettings(ConfigModel):
-    signing_key: SecretStr
+class TokenSettings(SigningKeySettings):
+    """The key and lifetime of the tokens the NEF issues to AFs."""
+
     token_lifetime: int = Field(default=3600, gt=0, le=86400)
-
-    @field_validator("signing_key")
-    @classmethod
-    def check_key(cls, value: SecretStr) -> SecretStr:
-        return check_signing_key_hex(value)
-
-    def key(self) -> bytes:
-        return bytes.fromhex(self.signing_key.get_secret_value())
 
 
 class AfClient(ConfigModel):
