@@ -7,9 +7,11 @@ from openapi_validation import h2c_client, openapi_validator, sbi_traffic, servi
 
 from msgin5g.crypto.akma import UA_TLS13, af_id_to_wire, format_a_kid
 from msgin5g.nf.aanf.app import aanf_app
-from msgin5g.nf.aanf.config import AanfConfig
+from msgin5g.nf.aanf.config import AANF_SCOPES, AanfConfig, AanfPeer
 from msgin5g.nf.config import ConfigError, load_config
-from msgin5g.sbi.oauth import TokenIssuer
+from msgin5g.sbi.client import SbiClient
+from msgin5g.sbi.oauth import SelfIssuedToken, TokenIssuer
+from msgin5g.service.kaf import AanfClient, AanfError
 
 SUPI = "imsi-001010000000001"
 AF_FQDN = "msgin5g.example.org"
@@ -138,3 +140,18 @@ def test_config_repr_hides_key(tmp_path):
     config = AanfConfig.model_validate({"database": "a.sqlite3", "oauth": {"signing_key": KEY.hex()}})
 
     assert KEY.hex() not in repr(config)
+
+
+async def test_operator_af_signs_own_token(secured):
+    """An AF inside the operator (the MSGin5G Server's AanfClient) reaches a token-checking AAnF."""
+    client, a_kid = secured
+    peer = AanfPeer(uri=str(client.base_url), signing_key=KEY.hex())
+    token_source = SelfIssuedToken(peer.token_issuer(issuer=AF_FQDN), AF_FQDN, AANF_SCOPES, peer.audience)
+
+    async with SbiClient(str(client.base_url)) as sbi:
+        with_token = await AanfClient(sbi, token_source).retrieve_application_key(a_kid, AF_FQDN)
+        with pytest.raises(AanfError, match="401"):
+            await AanfClient(sbi).retrieve_application_key(a_kid, AF_FQDN)
+
+    assert with_token is not None
+    assert with_token.supi == SUPI

@@ -99,15 +99,17 @@ class SbiClient:
         body: BaseModel | None = None,
         params: dict[str, str] | None = None,
         response_type: type[T] | Any = None,
+        headers: dict[str, str] | None = None,
     ) -> SbiResponse[T]:
         """Send one request and return the validated body of a 2xx response.
 
         `path` is relative to the base URI, or an absolute URI that a peer
         returned (such as a HAL link). `response_type` validates the body of a
         2xx response (a model class or e.g. `list[ProfileDoc]`); leave it None
-        when the response has no body.
+        when the response has no body. `headers` are added to the request, for
+        example an Authorization header with a bearer token.
         """
-        response = await self._send(method, path, body, params)
+        response = await self._send(method, path, body, params, headers)
 
         if response.status_code >= 300:
             raise SbiProblemError(response.status_code, parse_problem(response))
@@ -117,13 +119,18 @@ class SbiClient:
         return SbiResponse(response.status_code, response.headers, body)
 
     async def _send(
-        self, method: str, path: str, body: BaseModel | None, params: dict[str, str] | None
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         json_body = None
         if body is not None:
             json_body = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         try:
-            return await self._client.request(method, path, json=json_body, params=params)
+            return await self._client.request(method, path, json=json_body, params=params, headers=headers)
         except httpx.TimeoutException:
             raise SbiTransportError(f"request to {self.base_uri} timed out") from None
         except httpx.HTTPError as error:

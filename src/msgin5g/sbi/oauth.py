@@ -257,3 +257,31 @@ def bearer_error_response(request: Request, operation: str, error: BearerError) 
     response = reject(request, operation, error)
     response.headers["WWW-Authenticate"] = error.challenge
     return response
+
+
+# A token is renewed this many seconds before it expires.
+TOKEN_RENEW_MARGIN_SECONDS = 30
+
+
+@dataclass
+class SelfIssuedToken:
+    """A bearer token that a client signs for itself with a key it shares with the server.
+
+    This stands in for the NRF's token endpoint (TS 29.510), which this project
+    does not have. `headers()` returns the Authorization header, with a new
+    token once the old one is about to expire.
+    """
+
+    issuer: TokenIssuer
+    client_id: str
+    scopes: Collection[str]
+    audience: str
+    _token: str | None = field(default=None, repr=False)
+    _expires_at: float = 0.0
+
+    def headers(self) -> dict[str, str]:
+        now = self.issuer.clock()
+        if self._token is None or now >= self._expires_at - TOKEN_RENEW_MARGIN_SECONDS:
+            self._token = self.issuer.issue(self.client_id, self.scopes, self.audience)
+            self._expires_at = now + self.issuer.lifetime
+        return {"Authorization": f"Bearer {self._token}"}

@@ -47,6 +47,7 @@ from pydantic_core import InitErrorDetails
 
 from msgin5g.coap.tcp import BASE_MAX_MESSAGE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from msgin5g.crypto.akma import UA_TLS13, af_id
+from msgin5g.nf.aanf.config import AanfPeer
 from msgin5g.nf.config import ConfigError, ConfigModel, Peer
 from msgin5g.nf.config import load_config as load_nf_style_config
 from msgin5g.ua.clienthello import DEFAULT_MAX_CLIENT_HELLO_SIZE
@@ -103,7 +104,7 @@ class ServerConfig(ConfigModel):
     listen: Listen | None = None
     profiles: dict[ProfileName, ProfileListener] | None = None
     fqdn: str
-    aanf: Peer | None = None
+    aanf: AanfPeer | None = None
     nef: NefPeer | None = None
     cm: Peer
     database: Path

@@ -32,6 +32,7 @@ import httpx
 from pydantic import ValidationError
 
 from msgin5g.crypto.akma import UA_TLS13, af_id, af_id_to_wire
+from msgin5g.sbi.oauth import SelfIssuedToken
 from msgin5g.sbi.client import SbiClient, SbiClientError, SbiProblemError, check_base_uri, parse_problem
 from msgin5g.sbi.models.naanf_akma import (
     RETRIEVE_APPLICATION_KEY_PATH,
@@ -119,10 +120,15 @@ class AanfError(Exception):
 
 
 class AanfClient:
-    """Consumer of Naanf_AKMA_ApplicationKey_Get over HTTP/2 (h2c)."""
+    """Consumer of Naanf_AKMA_ApplicationKey_Get over HTTP/2 (h2c).
 
-    def __init__(self, sbi: SbiClient) -> None:
+    With `token`, every request carries its bearer token, for an AAnF that
+    verifies tokens (its `oauth` setting).
+    """
+
+    def __init__(self, sbi: SbiClient, token: SelfIssuedToken | None = None) -> None:
         self._sbi = sbi
+        self._token = token
 
     async def retrieve_application_key(
         self, a_kid: str, fqdn: str, ua_protocol_id: bytes = UA_TLS13
@@ -131,7 +137,11 @@ class AanfClient:
         request = AkmaAfKeyRequest(af_id=af_id_to_wire(fqdn, ua_protocol_id), a_kid=a_kid)
         try:
             response = await self._sbi.call(
-                "POST", RETRIEVE_APPLICATION_KEY_PATH, body=request, response_type=AkmaAfKeyData
+                "POST",
+                RETRIEVE_APPLICATION_KEY_PATH,
+                body=request,
+                response_type=AkmaAfKeyData,
+                headers=self._token.headers() if self._token is not None else None,
             )
         except SbiProblemError as error:
             raise AanfError(f"AAnF rejected the K_AF request: {error}") from error

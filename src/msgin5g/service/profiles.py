@@ -24,7 +24,9 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from msgin5g.nf.config import ConfigError, ConfigModel, describe_errors
+from msgin5g.nf.aanf.config import AANF_SCOPES
 from msgin5g.sbi.client import SbiClient
+from msgin5g.sbi.oauth import SelfIssuedToken
 from msgin5g.service.authorization import CmClient, RegistrationAuthorizer
 from msgin5g.service.config import PROFILE_NAMES, Limits, ServerConfig, load_config
 from msgin5g.service.dtls_server import DtlsOptions, start_dtls12_listener
@@ -125,7 +127,12 @@ async def _kaf_source(stack: contextlib.AsyncExitStack, config: ServerConfig) ->
         stack.push_async_callback(nef.aclose)
         return nef
     aanf_sbi = await stack.enter_async_context(SbiClient(config.aanf.uri, timeout=config.aanf.timeout))
-    return AanfClient(aanf_sbi)
+    issuer = config.aanf.token_issuer(issuer=config.fqdn)
+    if issuer is None:
+        return AanfClient(aanf_sbi)
+    # The operator's own AF may learn the SUPI (scope supi-access).
+    token = SelfIssuedToken(issuer, config.fqdn, AANF_SCOPES, config.aanf.audience)
+    return AanfClient(aanf_sbi, token)
 
 
 async def _start_listeners(

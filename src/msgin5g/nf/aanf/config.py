@@ -27,7 +27,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 
 from msgin5g.crypto.akma import UA_TLS13, af_id
-from msgin5g.nf.config import ConfigModel, NfConfig, load_config
+from msgin5g.nf.config import ConfigModel, NfConfig, Peer, load_config
+from msgin5g.sbi.oauth import TokenIssuer
 from msgin5g.sbi.oauth import MIN_SIGNING_KEY_OCTETS
 
 ONE_DAY_SECONDS = 86400
@@ -60,6 +61,32 @@ class SigningKeySettings(ConfigModel):
 
     def key(self) -> bytes:
         return bytes.fromhex(self.signing_key.get_secret_value())
+
+
+# The scopes a client of retrieve-applicationkey asks for: K_AF, and the SUPI with it.
+AANF_SCOPES = ("naanf-akma:applicationkeyget", "naanf-akma:applicationkeyget:supi-access")
+
+
+class AanfPeer(Peer):
+    """The AAnF as its clients see it, with the key of the tokens it expects (when it verifies tokens).
+
+    NOTE: without an NRF, a client signs its own token with the key it shares
+    with the AAnF (the AAnF's `oauth.signing_key`).
+    """
+
+    signing_key: SecretStr | None = None
+    audience: str = "aanf"
+
+    @field_validator("signing_key")
+    @classmethod
+    def check_peer_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else check_signing_key_hex(value)
+
+    def token_issuer(self, issuer: str) -> TokenIssuer | None:
+        """Return the issuer of this client's tokens, or None when the AAnF wants none."""
+        if self.signing_key is None:
+            return None
+        return TokenIssuer(bytes.fromhex(self.signing_key.get_secret_value()), issuer=issuer)
 
 
 class OAuthVerification(SigningKeySettings):

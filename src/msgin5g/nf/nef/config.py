@@ -29,25 +29,13 @@ from typing import Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from msgin5g.crypto.akma import UA_TLS13, af_id
-from msgin5g.nf.aanf.config import SigningKeySettings, check_signing_key_hex
+from msgin5g.nf.aanf.config import AanfPeer, SigningKeySettings, check_signing_key_hex
 from msgin5g.nf.config import ConfigError, ConfigModel, Peer, SbiBinding, describe_errors, read_yaml
 from msgin5g.sbi.oauth import parse_scope
 
 AKMA_SCOPE = "3gpp-akma"
 GPSI_ACCESS_SCOPE = "nnef-akma:gpsi-access"
 DEFAULT_AF_SCOPES = (AKMA_SCOPE, GPSI_ACCESS_SCOPE)
-
-
-class AanfPeer(Peer):
-    """The AAnF, and the key of the tokens it expects (when it verifies tokens)."""
-
-    signing_key: SecretStr | None = None
-    audience: str = "aanf"
-
-    @field_validator("signing_key")
-    @classmethod
-    def check_key(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is None else check_signing_key_hex(value)
 
 
 class TokenSettings(SigningKeySettings):

@@ -6,8 +6,6 @@ renews it shortly before it expires.
 """
 
 import logging
-import time
-from collections.abc import Callable
 
 import httpx
 from pydantic import ValidationError
@@ -15,14 +13,12 @@ from pydantic import ValidationError
 from msgin5g.nf.udm.sdm import IdTranslationResult, id_translation_path
 from msgin5g.sbi.client import SbiClient, SbiInvalidResponseError, SbiProblemError, SbiTransportError, parse_problem
 from msgin5g.sbi.models.naanf_akma import RETRIEVE_APPLICATION_KEY_PATH, AkmaAfKeyData, AkmaAfKeyRequest
-from msgin5g.sbi.oauth import TokenIssuer
+from msgin5g.nf.aanf.config import AANF_SCOPES
+from msgin5g.sbi.oauth import SelfIssuedToken, TokenIssuer
 
 logger = logging.getLogger(__name__)
 
 # The NEF needs the SUPI from the AAnF, so its token requests supi-access (TS 29.535 scopes).
-AANF_SCOPES = ("naanf-akma:applicationkeyget", "naanf-akma:applicationkeyget:supi-access")
-# A token is renewed this many seconds before it expires.
-RENEW_MARGIN_SECONDS = 30
 
 
 class AanfConsumer:
@@ -36,16 +32,10 @@ class AanfConsumer:
         issuer: TokenIssuer | None = None,
         audience: str = "aanf",
         client_id: str = "nef",
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._sbi = SbiClient(base_uri, timeout=timeout)
         self._client = httpx.AsyncClient(base_url=self._sbi.base_uri, http1=False, http2=True, timeout=timeout)
-        self._issuer = issuer
-        self._audience = audience
-        self._client_id = client_id
-        self._clock = clock
-        self._token: str | None = None
-        self._token_expires_at = 0.0
+        self._token = None if issuer is None else SelfIssuedToken(issuer, client_id, AANF_SCOPES, audience)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -74,13 +64,7 @@ class AanfConsumer:
             ) from None
 
     def _headers(self) -> dict[str, str]:
-        if self._issuer is None:
-            return {}
-        now = self._clock()
-        if self._token is None or now >= self._token_expires_at - RENEW_MARGIN_SECONDS:
-            self._token = self._issuer.issue(self._client_id, AANF_SCOPES, self._audience)
-            self._token_expires_at = now + self._issuer.lifetime
-        return {"Authorization": f"Bearer {self._token}"}
+        return {} if self._token is None else self._token.headers()
 
 
 class UdmConsumer:
