@@ -219,6 +219,16 @@ async def test_retrieve_wrong_scope_403(core):
     assert response.json()["cause"] == "INSUFFICIENT_SCOPE"
 
 
+async def test_retrieve_fqdn_other_case_403(core):
+    """K_AF depends on the AF_ID octets, so only the configured spelling is accepted."""
+    a_kid, _ = await core.register_ue()
+
+    response = await core.retrieve(a_kid, await core.token(), fqdn=AF_FQDN.upper())
+
+    assert response.status_code == 403
+    assert response.json()["cause"] == "AF_ID_NOT_ALLOWED"
+
+
 async def test_retrieve_fqdn_mismatch_403(core):
     a_kid, _ = await core.register_ue()
 

@@ -36,10 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="start every service on loopback and register UEs concurrently",
         description=(
-            "Starts the UDM, AUSF, AAnF, CM server and MSGin5G Server as separate processes "
-            "on free loopback ports, provisions subscribers, and runs N UEs that must register, "
-            "one UE that must be rejected by authorization and one that must fail primary "
-            "authentication. Exits 0 only if every UE gets its expected outcome."
+            "Starts the UDM, AUSF, AAnF, NEF, CM server and two MSGin5G Servers (one asking "
+            "the AAnF, one outside the operator going through the NEF) as separate processes "
+            "on free loopback ports, provisions subscribers, and runs N UEs that must register "
+            "over the four security profiles, one UE that must be rejected by authorization "
+            "and one that must fail primary authentication; then one UE outlives its K_AF and "
+            "is re-keyed. Exits 0 only if every UE gets its expected outcome and both "
+            "lifecycle rounds end ok."
         ),
     )
     demo.add_argument("--ues", type=int, default=DEFAULT_UES, help=f"number of UEs that must register, 1 to {MAX_UES} (default {DEFAULT_UES})")
@@ -214,7 +217,7 @@ def _print_table(console: Console, rows: list[dict[str, Any]]) -> None:
     # the cause wraps over several lines instead of being cut. The expected
     # outcome appears only where it differs.
     table = Table(title="MSGin5G registrations", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column, key in (("UE", "ue"), ("SUPI", "supi"), ("profile", "profile"), ("outcome", "outcome")):
+    for column, key in (("UE", "ue"), ("SUPI", "supi"), ("profile", "profile"), ("via", "via"), ("outcome", "outcome")):
         width = max([len(column)] + [len(row[key]) for row in rows])
         table.add_column(column, no_wrap=True, min_width=width)
     table.add_column("cause", overflow="fold", min_width=12)
@@ -223,7 +226,7 @@ def _print_table(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         style = OUTCOME_STYLES.get(row["outcome"], "")
         table.add_row(
-            row["ue"], row["supi"], row["profile"], f"[{style}]{row['outcome']}[/{style}]",
+            row["ue"], row["supi"], row["profile"], row["via"], f"[{style}]{row['outcome']}[/{style}]",
             row["cause"] or "-", f"{row['ms']:.0f}",
         )
     console.print(table)

@@ -63,7 +63,7 @@ class AfClient(ConfigModel):
     @classmethod
     def check_fqdn(cls, value: str) -> str:
         af_id(value, UA_TLS13)  # Raises a ValueError that names the expected form.
-        return value.lower()
+        return value
 
     @field_validator("scopes")
     @classmethod

@@ -52,12 +52,14 @@ class NefProcessor:
             raise SbiError(403, Cause.AF_NOT_AUTHORIZED, f"client {client_id} is no longer an authorized AF")
 
         fqdn, _ = af_id_from_wire(af_id_wire)
-        if fqdn.lower() != client.fqdn:
+        # Compared as spelled, not case-insensitively: K_AF is derived from the
+        # AF_ID octets, so another spelling would give the AF another K_AF.
+        if fqdn != client.fqdn:
             raise SbiError(
                 403,
                 AF_ID_NOT_ALLOWED,
                 f"afId FQDN {fqdn} is not the FQDN configured for client {client_id}; "
-                "send the AF's own FQDN",
+                "send the AF's own FQDN, spelled exactly as configured",
             )
         return client
 
