@@ -54,5 +54,5 @@ async def run_lifecycle(profile: UeProfile, ue: PlannedUe, k_af_lifetime: int) -
 def lifecycle_profile(
     deployment: LocalDeployment, plan: DemoPlan, ue: PlannedUe, ca_file: str, build
 ) -> UeProfile:
-    """The UE's profile pointed at the operator server's PSK-TLS 1.3 listener."""
+    """Return the UE's profile pointed at the operator server's PSK-TLS 1.3 listener."""
     return build(replace(ue, profile="psk-tls1.3", via="aanf"), plan, deployment, ca_file)

@@ -160,7 +160,7 @@ def _external_server_config(deployment: LocalDeployment, settings: DeploymentSet
 
 
 def _server_profiles(settings: DeploymentSettings) -> dict[str, Any]:
-    """Every security profile on its own free loopback port."""
+    """Return every security profile on its own free loopback port."""
     def any_port() -> dict[str, Any]:
         return {"listen": {"host": LOOPBACK, "port": 0}}
 
