@@ -31,7 +31,8 @@ from msgin5g.sbi.server import bind_socket, serve, socket_uri
 from msgin5g.service.authorization import CmClient, RegistrationAuthorizer
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfClient, KafCache, KafProvider
-from msgin5g.service.server import Msgin5gServer, RegistrationService
+from msgin5g.service.registration import RegistrationService
+from msgin5g.service.server import Msgin5gServer
 from msgin5g.service.store import RegistrationStore
 
 AF_FQDN = "msgin5g.example.test"

@@ -17,7 +17,7 @@ from af_helpers import LOOPBACK, CmStub, serving, supi_for
 from msgin5g.sbi.client import SbiClient
 from msgin5g.service.authorization import CmClient, RegistrationAuthorizer
 from msgin5g.service.plain_coap import start_plain_coap_listener, start_plain_coap_udp_listener
-from msgin5g.service.server import RegistrationService
+from msgin5g.service.registration import RegistrationService
 from msgin5g.service.store import RegistrationStore
 
 pytestmark = pytest.mark.interop

@@ -24,7 +24,7 @@ from msgin5g.service.dtls_channel import (
 )
 from msgin5g.service.dtls_server import DtlsListener, DtlsOptions, start_dtls12_listener
 from msgin5g.service.kaf import AanfClient, KafProvider
-from msgin5g.service.server import RegistrationService
+from msgin5g.service.registration import RegistrationService
 from msgin5g.service.store import RegistrationStore
 from msgin5g.ua import dtls12_psk as dtls
 from msgin5g.ua.alerts import AlertDescription

@@ -22,7 +22,7 @@ from msgin5g.service.config import Limits
 from msgin5g.service.https_channel import exchange_over_https
 from msgin5g.service.https_server import HttpsDigestOptions, HttpsListener, start_https_listener
 from msgin5g.service.kaf import AanfClient, KafProvider
-from msgin5g.service.server import RegistrationService
+from msgin5g.service.registration import RegistrationService
 from msgin5g.service.store import RegistrationStore
 from msgin5g.ua import digest
 

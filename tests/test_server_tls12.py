@@ -30,11 +30,8 @@ from msgin5g.service.channel import (
 )
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfClient, KafProvider
-from msgin5g.service.server import (
-    RegistrationService,
-    start_tls12_listener,
-    start_tls13_listener,
-)
+from msgin5g.service.registration import RegistrationService
+from msgin5g.service.server import start_tls12_listener, start_tls13_listener
 from msgin5g.service.store import RegistrationStore
 from msgin5g.ua.alerts import AlertDescription, alert_from_ssl_error
 

@@ -32,7 +32,7 @@ from msgin5g.crypto.akma import parse_a_kid, ua_dtls12
 from msgin5g.nf.config import ConfigModel
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
-from msgin5g.service.server import RegistrationService
+from msgin5g.service.registration import RegistrationService
 from msgin5g.ua import dtls12_psk as dtls
 
 logger = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from msgin5g.sbi.server import GRACEFUL_SHUTDOWN_SECONDS, KEEP_ALIVE_MAX_REQUEST
 from msgin5g.service import messages
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
-from msgin5g.service.server import RegistrationService
+from msgin5g.service.registration import RegistrationService
 from msgin5g.ua import digest
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from aiocoap.numbers.codes import Code
 
 from msgin5g.coap import tcp as coap
 from msgin5g.coap import udp
-from msgin5g.service.server import RegistrationService
+from msgin5g.service.registration import RegistrationService
 
 logger = logging.getLogger(__name__)
 

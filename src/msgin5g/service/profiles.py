@@ -32,8 +32,8 @@ from msgin5g.service.config import PROFILE_NAMES, Limits, ServerConfig, load_con
 from msgin5g.service.dtls_server import DtlsOptions, start_dtls12_listener
 from msgin5g.service.https_server import HttpsDigestOptions, start_https_listener
 from msgin5g.service.kaf import AanfClient, KafProvider, KafSource, NefClient
+from msgin5g.service.registration import RegistrationService
 from msgin5g.service.server import (
-    RegistrationService,
     Tls12Options,
     Tls13Options,
     start_tls12_listener,

@@ -9,8 +9,8 @@ Each TCP connection runs through three steps:
    from its cache or the AAnF while the event loop keeps serving other
    connections, then lets the handshake continue.
 2. CoAP over TLS (RFC 8323) starts with both CSMs.
-3. REG and DEREG requests (`service.messages`) are authorized against the SEAL
-   CM server with the UE ID that the AAnF returned with K_AF, and stored.
+3. REG and DEREG requests go to `service.registration`, which authorizes them
+   against the SEAL CM server with the UE ID that came with K_AF.
 
 A connection is closed with a CoAP Release when its K_AF expires.
 """
@@ -24,18 +24,14 @@ from collections.abc import Callable
 
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.optionnumbers import OptionNumber
 from pydantic import Field, field_validator
 
 from msgin5g.coap import tcp as coap
 from msgin5g.crypto.akma import UA_TLS13, parse_a_kid
 from msgin5g.nf.config import ConfigModel
-from msgin5g.service import messages
-from msgin5g.service.authorization import CmUnavailable, RegistrationAuthorizer
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
-from msgin5g.service.messages import Cause, MessageType
-from msgin5g.service.store import RegistrationStore
+from msgin5g.service.registration import RegistrationService, diagnostic_response
 from msgin5g.ua import tls12_psk
 from msgin5g.ua import tls13_psk as tls
 from msgin5g.ua.alerts import AlertDescription
@@ -44,19 +40,6 @@ logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 
-# Request options the server processes (RFC 7252 clause 5.4.1: any other critical
-# option in a request gets 4.02 Bad Option).
-UNDERSTOOD_OPTIONS = frozenset(
-    {
-        OptionNumber.URI_HOST,
-        OptionNumber.URI_PORT,
-        OptionNumber.URI_PATH,
-        OptionNumber.CONTENT_FORMAT,
-        OptionNumber.ACCEPT,
-    }
-)
-
-ROUTES = {tuple(path): message_type for message_type, path in messages.REQUEST_PATHS.items()}
 
 
 # K_AF from the AF's cache for (A-KID, Ua* protocol identifier), or None; never does I/O.
@@ -116,148 +99,6 @@ def tls12_engines(options: Tls12Options | None = None) -> EngineFactory:
 def _new_connection_id() -> str:
     """Return a short random id for log lines. It reveals nothing about the UE or its keys."""
     return secrets.token_hex(4)
-
-
-def _diagnostic_response(code: Code, text: str) -> Message:
-    # RFC 7252 clause 5.5.2: a diagnostic payload is UTF-8 text without Content-Format.
-    return Message(code=code, payload=text.encode("utf-8"))
-
-
-class RegistrationService:
-    """Decide the REG and DEREG requests of an authenticated UE, independent of the transport."""
-
-    def __init__(self, authorizer: RegistrationAuthorizer, store: RegistrationStore) -> None:
-        self._authorizer = authorizer
-        self._store = store
-
-    async def handle(self, request: Message, ue_id: str, connection_id: str) -> Message:
-        """Return the response to one CoAP request from the UE authenticated as `ue_id`.
-
-        `connection_id` only labels the log lines.
-        """
-        rejection = self._check_coap_request(request)
-        if rejection is not None:
-            return rejection
-
-        message_type = ROUTES[tuple(request.opt.uri_path)]
-        try:
-            body = messages.parse_request(message_type, bytes(request.payload))
-        except messages.MalformedMessage as error:
-            return messages.failure_response(
-                message_type,
-                Cause.MALFORMED_MESSAGE,
-                error.detail,
-                invalid_params=error.invalid_params,
-            )
-
-        if isinstance(body, messages.RegistrationRequest):
-            return await self._register(body, ue_id, connection_id)
-        return await self._deregister(body, ue_id, connection_id)
-
-    def _check_coap_request(self, request: Message) -> Message | None:
-        """Return a CoAP-level error response, or None when the request is routable."""
-        for option in request.opt.option_list():
-            number = OptionNumber(option.number)
-            if number.is_critical() and number not in UNDERSTOOD_OPTIONS:
-                return _diagnostic_response(
-                    Code.BAD_OPTION, f"critical option {int(number)} is not supported"
-                )
-
-        path = tuple(request.opt.uri_path)
-        if path not in ROUTES:
-            paths = ", ".join("/" + "/".join(p) for p in ROUTES)
-            return _diagnostic_response(
-                Code.NOT_FOUND, f"no resource at /{'/'.join(path)}; MSGin5G-1 resources: {paths}"
-            )
-        if request.code != Code.POST:
-            return _diagnostic_response(
-                Code.METHOD_NOT_ALLOWED, f"use POST on /{'/'.join(path)}, not {request.code}"
-            )
-        if request.opt.content_format != messages.CONTENT_FORMAT_JSON:
-            return _diagnostic_response(
-                Code.UNSUPPORTED_CONTENT_FORMAT,
-                "set Content-Format 50 (application/json) and send a JSON body",
-            )
-        accept = request.opt.accept
-        if accept is not None and accept != messages.CONTENT_FORMAT_JSON:
-            return _diagnostic_response(
-                Code.NOT_ACCEPTABLE, "responses are application/json (Content-Format 50)"
-            )
-        return None
-
-    async def _register(
-        self, request: messages.RegistrationRequest, ue_id: str, connection_id: str
-    ) -> Message:
-        ue_service_id = request.ue_service_id
-        try:
-            associated = await self._authorizer.is_associated(ue_id, ue_service_id)
-        except CmUnavailable as error:
-            logger.warning(
-                "connection %s: REG of %s failed: %s", connection_id, ue_service_id, error
-            )
-            return messages.failure_response(
-                MessageType.REG,
-                Cause.AUTHORIZATION_UNAVAILABLE,
-                "the server could not reach the SEAL CM server to check the UE service ID "
-                "association; retry later",
-                ue_service_id=ue_service_id,
-            )
-
-        if not associated:
-            logger.info(
-                "connection %s: REG of %s rejected: not associated with the UE's UE ID",
-                connection_id,
-                ue_service_id,
-            )
-            return messages.failure_response(
-                MessageType.REG,
-                Cause.UE_SERVICE_ID_NOT_ASSOCIATED,
-                f"UE service ID {ue_service_id!r} is not associated with the UE ID that AKMA "
-                "authenticated; register a UE service ID provisioned for this UE, or ask the "
-                "operator to associate this one at the CM server",
-                ue_service_id=ue_service_id,
-            )
-
-        created = await self._store.register(ue_service_id, ue_id, request.client_profile)
-        logger.info(
-            "connection %s: REG of %s accepted (%s)",
-            connection_id,
-            ue_service_id,
-            "new" if created else "renewed",
-        )
-        return messages.build_response(
-            MessageType.REG,
-            Code.CREATED if created else Code.CHANGED,
-            f"UE service ID {ue_service_id!r} is registered",
-            ue_service_id=ue_service_id,
-        )
-
-    async def _deregister(
-        self, request: messages.DeregistrationRequest, ue_id: str, connection_id: str
-    ) -> Message:
-        ue_service_id = request.ue_service_id
-        removed = await self._store.deregister(ue_service_id, ue_id)
-        if not removed:
-            logger.info(
-                "connection %s: DEREG of %s rejected: no registration by this UE",
-                connection_id,
-                ue_service_id,
-            )
-            return messages.failure_response(
-                MessageType.DEREG,
-                Cause.NOT_REGISTERED,
-                f"this UE has no registration of UE service ID {ue_service_id!r}; check the UE "
-                "service ID, or send REG first",
-                ue_service_id=ue_service_id,
-            )
-
-        logger.info("connection %s: DEREG of %s accepted", connection_id, ue_service_id)
-        return messages.build_response(
-            MessageType.DEREG,
-            Code.DELETED,
-            f"UE service ID {ue_service_id!r} is de-registered",
-            ue_service_id=ue_service_id,
-        )
 
 
 class ServerConnection:
@@ -477,7 +318,7 @@ class ServerConnection:
             response = await self._service.handle(message, entry.ue_id, self.connection_id)
         except Exception:
             logger.exception("connection %s: request failed", self.connection_id)
-            response = _diagnostic_response(Code.INTERNAL_SERVER_ERROR, "internal server error")
+            response = diagnostic_response(Code.INTERNAL_SERVER_ERROR, "internal server error")
 
         response.token = bytes(message.token)
         try:
