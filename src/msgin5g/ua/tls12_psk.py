@@ -171,23 +171,6 @@ class Tls12PskServer(PskServerEngine):
         """IANA code point of the suite this server chose, once its ServerHello is out."""
         return self._suite.code if self._suite is not None else None
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state in (State.CLOSED, State.FAILED):
-            return []
-        self._require("receive_data")
-
-        if self._state is State.READING_CLIENT_HELLO:
-            return self._receive_client_hello_octets(data)
-        if self._state is State.READING_CLIENT_KEY_EXCHANGE:
-            return self._receive_client_key_exchange_octets(data)
-        if self._state is State.AWAITING_KAF:
-            return self._buffer_while_awaiting_kaf(data)
-
-        self._incoming_bio.write(data)
-        if self._state is State.HANDSHAKING:
-            return self._advance_handshake()
-        return self._read_application_data()
-
     def resume(self) -> list[Event]:
         """Hand the held second flight to OpenSSL; K_AF must now be in the cache."""
         self._require("resume")

@@ -290,6 +290,29 @@ class PskServerEngine:
     def client_hello(self) -> ClientHello | None:
         return self._client_hello
 
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Take octets from the peer; return the events they caused."""
+        if self._state in (State.CLOSED, State.FAILED):
+            return []
+        self._require("receive_data")
+
+        if self._state is State.READING_CLIENT_HELLO:
+            return self._receive_client_hello_octets(data)
+        if self._state is State.READING_CLIENT_KEY_EXCHANGE:
+            return self._receive_client_key_exchange_octets(data)
+        if self._state is State.AWAITING_KAF:
+            return self._buffer_while_awaiting_kaf(data)
+
+        self._incoming_bio.write(data)
+        if self._state is State.HANDSHAKING:
+            return self._advance_handshake()
+        return self._read_application_data()
+
+    def _receive_client_key_exchange_octets(self, data: bytes) -> list[Event]:
+        # Only TLS 1.2 reads a ClientKeyExchange before OpenSSL does; TLS 1.3
+        # never enters READING_CLIENT_KEY_EXCHANGE.
+        raise EngineStateError(f"{type(self).__name__} does not read a ClientKeyExchange")
+
     def data_to_send(self) -> bytes:
         """Return and clear the octets queued for the peer."""
         self._outgoing += self._outgoing_bio.read()
@@ -430,21 +453,6 @@ class Tls13PskServer(PskServerEngine):
         super().__init__(max_client_hello_size=max_client_hello_size)
         self._psk_lookup = psk_lookup
         self._allow_psk_ke = allow_psk_ke
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        if self._state in (State.CLOSED, State.FAILED):
-            return []
-        self._require("receive_data")
-
-        if self._state is State.READING_CLIENT_HELLO:
-            return self._receive_client_hello_octets(data)
-        if self._state is State.AWAITING_KAF:
-            return self._buffer_while_awaiting_kaf(data)
-
-        self._incoming_bio.write(data)
-        if self._state is State.HANDSHAKING:
-            return self._advance_handshake()
-        return self._read_application_data()
 
     def resume(self) -> list[Event]:
         """Hand the buffered octets to OpenSSL; K_AF must now be in the cache."""
