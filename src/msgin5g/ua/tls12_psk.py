@@ -181,21 +181,11 @@ class Tls12PskServer(PskServerEngine):
 
     # Step 1: ClientHello in, first server flight out
 
-    def _receive_client_hello_octets(self, data: bytes) -> list[Event]:
-        self._pending += data
-        try:
-            client_hello = self._reader.receive_data(data)
-        except ClientHelloError as error:
-            return self._fail(f"malformed ClientHello: {error}", error.alert)
-        if client_hello is None:
-            return []
-
-        self._client_hello = client_hello
+    def _check_client_hello(self, client_hello: ClientHello) -> tuple[AlertDescription, str] | None:
         offered = frozenset(suite.code for suite in self._suites)
-        rejection = _check_client_hello(client_hello, offered)
-        if rejection is not None:
-            alert, reason = rejection
-            return self._fail(reason, alert)
+        return _check_client_hello(client_hello, offered)
+
+    def _client_hello_accepted(self, client_hello: ClientHello) -> list[Event]:
         return self._send_first_flight()
 
     def _send_first_flight(self) -> list[Event]:

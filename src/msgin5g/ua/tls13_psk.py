@@ -308,6 +308,31 @@ class PskServerEngine:
             return self._advance_handshake()
         return self._read_application_data()
 
+    def _receive_client_hello_octets(self, data: bytes) -> list[Event]:
+        """Hold the octets until the ClientHello is whole, then check it."""
+        self._pending += data
+        try:
+            client_hello = self._reader.receive_data(data)
+        except ClientHelloError as error:
+            return self._fail(f"malformed ClientHello: {error}", error.alert)
+        if client_hello is None:
+            return []
+
+        self._client_hello = client_hello
+        rejection = self._check_client_hello(client_hello)
+        if rejection is not None:
+            alert, reason = rejection
+            return self._fail(reason, alert)
+        return self._client_hello_accepted(client_hello)
+
+    def _check_client_hello(self, client_hello: ClientHello) -> tuple[AlertDescription, str] | None:
+        """Return (alert, reason) when this engine cannot serve the ClientHello."""
+        raise NotImplementedError
+
+    def _client_hello_accepted(self, client_hello: ClientHello) -> list[Event]:
+        """Continue the handshake after a ClientHello that passed the check."""
+        raise NotImplementedError
+
     def _receive_client_key_exchange_octets(self, data: bytes) -> list[Event]:
         # Only TLS 1.2 reads a ClientKeyExchange before OpenSSL does; TLS 1.3
         # never enters READING_CLIENT_KEY_EXCHANGE.
@@ -464,21 +489,10 @@ class Tls13PskServer(PskServerEngine):
         self._pending.clear()
         return self._advance_handshake()
 
-    def _receive_client_hello_octets(self, data: bytes) -> list[Event]:
-        self._pending += data
-        try:
-            client_hello = self._reader.receive_data(data)
-        except ClientHelloError as error:
-            return self._fail(f"malformed ClientHello: {error}", error.alert)
-        if client_hello is None:
-            return []
+    def _check_client_hello(self, client_hello: ClientHello) -> tuple[AlertDescription, str] | None:
+        return _check_client_hello(client_hello, self._allow_psk_ke)
 
-        self._client_hello = client_hello
-        rejection = _check_client_hello(client_hello, self._allow_psk_ke)
-        if rejection is not None:
-            alert, reason = rejection
-            return self._fail(reason, alert)
-
+    def _client_hello_accepted(self, client_hello: ClientHello) -> list[Event]:
         try:
             self._a_kid = _select_a_kid(client_hello)
         except PskIdentityError as error:
