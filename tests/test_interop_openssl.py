@@ -58,11 +58,14 @@ def coap_registration(ue_service_id: str) -> bytes:
     return connection.data_to_send()
 
 
-async def s_client(port: int, k_af_hex: str, identity: str, *extra: str) -> ClientRun:
+async def s_client(
+    port: int, k_af_hex: str, identity: str, *extra: str, version: str = "-tls1_3"
+) -> ClientRun:
+    """Run s_client with CSM, REG and Release on its stdin; `version` is its protocol flag."""
     process = await asyncio.create_subprocess_exec(
         openssl_path(),
         "s_client",
-        "-tls1_3",
+        version,
         "-quiet",
         "-connect",
         f"{LOOPBACK}:{port}",

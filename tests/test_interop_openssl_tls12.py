@@ -16,7 +16,7 @@ from msgin5g.coap.tcp import CoapTcpConnection, MessageReceived, SettingsReceive
 from msgin5g.crypto.akma import af_id, k_af, ua_tls12
 from msgin5g.service import messages
 from msgin5g.service.messages import MessageType
-from test_interop_openssl import SUBPROCESS_TIMEOUT_SECONDS, ClientRun, coap_registration, openssl_path
+from test_interop_openssl import SUBPROCESS_TIMEOUT_SECONDS, ClientRun, openssl_path, s_client
 
 pytestmark = pytest.mark.interop
 
@@ -28,33 +28,7 @@ def k_af_hex(number: int, code: int) -> str:
 
 
 async def s_client_tls12(port: int, k_af_value: str, identity: str, suite: str) -> ClientRun:
-    process = await asyncio.create_subprocess_exec(
-        openssl_path(),
-        "s_client",
-        "-tls1_2",
-        "-quiet",
-        "-connect",
-        f"{LOOPBACK}:{port}",
-        "-servername",
-        AF_FQDN,
-        "-psk",
-        k_af_value,
-        "-psk_identity",
-        identity,
-        "-cipher",
-        suite,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(SUBPROCESS_TIMEOUT_SECONDS):
-            stdout, stderr = await process.communicate(coap_registration("ue-svc-1"))
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return ClientRun(process.returncode, stdout, stderr.decode(errors="replace"))
+    return await s_client(port, k_af_value, identity, "-cipher", suite, version="-tls1_2")
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
