@@ -49,7 +49,7 @@ class PlannedUe:
     expected: str
     expected_cause: str | None
     profile: str = PROFILE_TLS13
-    # "aanf": the operator's MSGin5G Server, which asks the AAnF directly;
+    # "aanf": the operator's MSGin5G Server, which requests K_AF from the AAnF directly;
     # "nef": the external MSGin5G Server, which goes through the NEF.
     via: str = "aanf"
 
@@ -69,7 +69,7 @@ class DemoPlan:
     ues: list[PlannedUe] = field(repr=False)
 
     def provisioning_document(self) -> dict[str, Any]:
-        """The document `msgin5g provision` takes."""
+        """Return the document that `msgin5g provision` takes."""
         return {"subscribers": self.subscribers, "associations": self.associations}
 
 

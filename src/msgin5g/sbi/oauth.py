@@ -267,8 +267,8 @@ TOKEN_RENEW_MARGIN_SECONDS = 30
 class SelfIssuedToken:
     """A bearer token that a client signs for itself with a key it shares with the server.
 
-    This stands in for the NRF's token endpoint (TS 29.510), which this project
-    does not have. `headers()` returns the Authorization header, with a new
+    It replaces the NRF's token endpoint (TS 29.510), which this project does
+    not have. `headers()` returns the Authorization header, with a new
     token once the old one is about to expire.
     """
 

@@ -38,7 +38,7 @@ class RegistrationOutcome:
     `outcome` is registered or deregistered, rejected (the server rejected the
     REG or DEREG) or failed
     (no session: primary authentication or the TLS handshake failed). `cause`
-    is a short code and `detail` says what to check.
+    is a short code and `detail` names what to check.
     """
 
     outcome: str
@@ -82,12 +82,12 @@ def describe_http_error(error: httpx.HTTPError) -> str:
 
 
 async def register_ue(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) -> RegistrationOutcome:
-    """Authenticate, open the secure channel and send REG; never raises for a protocol failure."""
+    """Authenticate, open the secure channel and send REG; a protocol failure becomes the outcome."""
     return await _timed(http, profile, usim, deregister=False)
 
 
 async def deregister_ue(http: httpx.AsyncClient, profile: UeProfile, usim: Usim) -> RegistrationOutcome:
-    """Authenticate, open the secure channel and send DEREG; never raises for a protocol failure."""
+    """Authenticate, open the secure channel and send DEREG; a protocol failure becomes the outcome."""
     return await _timed(http, profile, usim, deregister=True)
 
 

@@ -9,7 +9,7 @@ CON, retransmitted as RFC 7252 clause 4.2 specifies.
 
 A wrong K_AF brings no alert in DTLS: the server silently drops the records it
 cannot authenticate. The client then gives up after `max_retransmissions` and
-says that the likely causes are a wrong K_AF or an A-KID the server does not know.
+reports that the likely causes are a wrong K_AF or an A-KID the server does not know.
 """
 
 import asyncio

@@ -9,7 +9,7 @@ the server certificate for that FQDN against the CA file. It sends the REG or
 DEREG with the product token "3gpp-akma" in User-Agent. On the 401 challenge
 it checks that the realm names the FQDN it connected to, derives K_AF for
 AF_ID = FQDN || 01 00 01 yy zz with the cipher suite of its own TLS connection,
-and answers with username = A-KID and password = base64(K_AF). A challenge with
+and responds with username = A-KID and password = base64(K_AF). A challenge with
 stale=true is answered once more.
 """
 

@@ -24,7 +24,7 @@ AUTH_SUCCESS = "AUTHENTICATION_SUCCESS"
 
 
 class PrimaryAuthenticationError(Exception):
-    """5G AKA did not succeed. `cause` is a short code, the message says what to check."""
+    """5G AKA did not succeed. `cause` is a short code, and the message names what to check."""
 
     def __init__(self, cause: str, message: str) -> None:
         super().__init__(message)
@@ -146,7 +146,7 @@ async def _abandon(http: httpx.AsyncClient, context_uri: str) -> None:
 
 
 def _problem_text(reply: httpx.Response) -> str:
-    """The ProblemDetails title, cause and detail of an error answer, if it has them."""
+    """Return the ProblemDetails title, cause and detail of an error response, if it has them."""
     try:
         problem = reply.json()
     except ValueError:

@@ -55,7 +55,7 @@ class NonFiveGAuthenticationUnacceptable(AuthenticationFailure):
 
 @dataclass(frozen=True)
 class UsimResponse:
-    """What the USIM returns after a successful AUTN check."""
+    """RES, CK, IK and SQN xor AK, returned by the USIM after a successful AUTN check."""
 
     res: bytes = field(repr=False)
     ck: bytes = field(repr=False)

@@ -11,7 +11,7 @@ The server engine runs in three steps, so that the AAnF request does not block:
 1. `receive_data` collects the cleartext ClientHello, checks it and feeds it to
    OpenSSL over memory BIOs. OpenSSL writes ServerHello, ServerKeyExchange and
    ServerHelloDone; the engine reads the chosen suite from that ServerHello.
-2. It holds the client's second flight, reads the identity from the cleartext
+2. It keeps back the client's second flight, reads the identity from the cleartext
    ClientKeyExchange and returns `KafNeeded(a_kid, server_name, ua_tls12(suite))`.
 3. The adapter obtains K_AF, stores it where `psk_lookup` finds it, and calls
    `resume()`, which feeds the held octets to OpenSSL. OpenSSL's PSK callback only

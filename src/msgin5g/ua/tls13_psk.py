@@ -250,7 +250,7 @@ def _select_a_kid(client_hello: ClientHello) -> str:
 
 
 class PskServerEngine:
-    """What the TLS 1.3 and TLS 1.2 AKMA PSK server engines share: state, data, failures.
+    """Base of the TLS 1.3 and TLS 1.2 AKMA PSK server engines: state, data, failures.
 
     A subclass reads the cleartext handshake up to the PSK identity, creates
     `self._ssl_object` over `self._incoming_bio` and `self._outgoing_bio`, and

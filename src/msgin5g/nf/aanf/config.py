@@ -63,7 +63,7 @@ class SigningKeySettings(ConfigModel):
         return bytes.fromhex(self.signing_key.get_secret_value())
 
 
-# The scopes a client of retrieve-applicationkey asks for: K_AF, and the SUPI with it.
+# The scopes a client of retrieve-applicationkey requests: K_AF, and the SUPI with it.
 AANF_SCOPES = ("naanf-akma:applicationkeyget", "naanf-akma:applicationkeyget:supi-access")
 
 
@@ -90,7 +90,7 @@ class AanfPeer(Peer):
 
 
 class OAuthVerification(SigningKeySettings):
-    """How the AAnF verifies the bearer tokens of AFs and the NEF."""
+    """Settings with which the AAnF verifies the bearer tokens of AFs and the NEF."""
 
     audience: str = "aanf"
 
