@@ -1,6 +1,7 @@
 """MSGin5G-1 message bodies: schemas, builders, parsers and the published description."""
 
 import json
+from datetime import UTC, datetime
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from msgin5g.service.messages import (
     InvalidParam,
     MalformedMessage,
     MessageType,
+    Operation,
     RegistrationRequest,
 )
 
@@ -28,41 +30,75 @@ def json_examples() -> list[dict]:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
 
 
-@pytest.mark.parametrize("message_type", list(MessageType))
-def test_request_schemas_are_valid_draft_2020_12(message_type):
-    schema = messages.request_schema(message_type)
+@pytest.mark.parametrize("operation", list(Operation))
+def test_request_schemas_are_valid_draft_2020_12(operation):
+    schema = messages.request_schema(operation)
 
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-def test_response_schema_is_valid_draft_2020_12():
-    jsonschema.Draft202012Validator.check_schema(messages.response_schema())
+@pytest.mark.parametrize("operation", list(Operation))
+def test_response_schemas_are_valid_draft_2020_12(operation):
+    jsonschema.Draft202012Validator.check_schema(messages.response_schema(operation))
+
+
+def test_schema_ids_are_unique_and_match_files():
+    folder = Path(messages.__file__).parent / "schemas"
+    ids = {}
+    for path in sorted(folder.glob("*.json")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        ids[schema["$id"]] = path.name
+
+    assert len(ids) == len(list(folder.glob("*.json")))
+    for schema_id, name in ids.items():
+        assert schema_id == "urn:msgin5g:msgin5g-1:v1:" + name.removesuffix(".json")
+
+
+def example_matches(example: dict) -> bool:
+    """Return whether a documented body matches a request or response schema of its message type."""
+    if "result" in example:
+        validators = [
+            messages.response_validator(operation)
+            for operation in Operation
+            if operation.response_type == example["messageType"]
+        ]
+    else:
+        validators = [
+            messages.request_validator(operation)
+            for operation in Operation
+            if operation.request_type == example["messageType"]
+        ]
+    return any(validator.is_valid(example) for validator in validators)
 
 
 def test_document_examples_match_schemas():
     examples = json_examples()
 
-    assert len(examples) >= 4
+    assert len(examples) >= 12
     for example in examples:
-        if "result" in example:
-            jsonschema.validate(example, messages.response_schema())
-        else:
-            jsonschema.validate(example, messages.request_schema(MessageType(example["messageType"])))
+        assert example_matches(example), example
 
 
 def test_document_lists_paths_and_causes():
     text = DOCUMENT.read_text(encoding="utf-8")
 
-    for path in messages.REQUEST_PATHS.values():
-        assert "POST /" + "/".join(path) in text
+    for operation in Operation:
+        assert "POST /" + "/".join(operation.path) in text
     for cause, code in CAUSE_RESPONSE_CODES.items():
         assert f"| `{cause}` | {code.dotted}" in text
 
 
+def test_document_links_every_schema():
+    text = DOCUMENT.read_text(encoding="utf-8")
+
+    for path in sorted((Path(messages.__file__).parent / "schemas").glob("*.json")):
+        assert f"(../src/msgin5g/service/schemas/{path.name})" in text
+
+
 def test_every_cause_has_a_response_code():
     assert set(CAUSE_RESPONSE_CODES) == set(Cause)
-    assert set(messages.response_schema()["properties"]["cause"]["enum"]) == set(Cause)
+    assert set(messages.common_causes()) == set(Cause)
 
 
 def test_build_registration_request():
@@ -144,14 +180,14 @@ def test_failure_without_cause_violates_schema():
     document = {"messageType": "REG", "result": "FAILURE", "detail": "x"}
 
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(document, messages.response_schema())
+        messages.response_validator().validate(document)
 
 
 def test_success_with_cause_violates_schema():
     document = {"messageType": "REG", "result": "SUCCESS", "detail": "x", "cause": "NOT_REGISTERED"}
 
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(document, messages.response_schema())
+        messages.response_validator().validate(document)
 
 
 def test_response_of_other_type_refused():
@@ -171,3 +207,105 @@ def test_response_body_not_matching_schema_refused():
 
     with pytest.raises(ValueError, match="does not match response.json"):
         messages.parse_response(MessageType.REG, response)
+
+
+def test_message_request_round_trip():
+    request = messages.MessageRequest(
+        "ue-a", "ue-b", "m.1:x~y-z_", "hello", app_id="app", deliv_st_req_ind=True, sto_and_fw_ind=True,
+        expiry_time=datetime(2030, 1, 31, 12, tzinfo=UTC),
+    )
+    built = messages.build_request(request)
+
+    assert built.opt.uri_path == ("msgin5g", "v1", "messages")
+    assert json.loads(built.payload)["stoAndFwParams"] == {"exprTime": "2030-01-31T12:00:00Z"}
+    assert messages.parse_request(Operation.MSG, built.payload) == request
+
+
+def test_inbox_and_report_round_trip():
+    inbox = messages.InboxRequest(("d1",), 5, ("ue-a",), 1024)
+    report = messages.DeliveryReport("ue-b", "ue-a", "m1", messages.ReportStatus.REPT_DELY_FAILED, "EXPIRED")
+
+    assert messages.parse_request(Operation.INBOX, messages.build_request(inbox).payload) == inbox
+    assert messages.parse_request(Operation.IMDN, messages.build_request(report).payload) == report
+
+
+def test_bulk_request_round_trip():
+    bulk = messages.BulkRegistrationRequest(
+        (
+            messages.BulkRegistrationEntry("m-1"),
+            messages.BulkRegistrationEntry(
+                "m-2", urgency=messages.Urgency.URGENT, expiration_time=datetime(2030, 1, 1, tzinfo=UTC)
+            ),
+        )
+    )
+    built = messages.build_request(bulk)
+
+    assert built.opt.uri_path == ("msgin5g", "v1", "bulk-registrations")
+    assert messages.parse_request(Operation.BULK_REG, built.payload) == bulk
+
+
+def test_bulk_request_with_repeated_service_id_names_entry():
+    payload = json.dumps(
+        {"messageType": "REG", "registrations": [{"ueServiceId": "m-1"}, {"ueServiceId": "m-1"}]}
+    ).encode()
+
+    with pytest.raises(MalformedMessage) as error:
+        messages.parse_request(Operation.BULK_REG, payload)
+
+    assert error.value.invalid_params == (InvalidParam("/registrations/1/ueServiceId", "duplicate ueServiceId"),)
+
+
+def test_constrained_registration_round_trip():
+    request = RegistrationRequest("meter-7", constrained_ue=True)
+    payload = messages.build_request(request).payload
+
+    assert json.loads(payload)["constrainedUe"] is True
+    assert messages.parse_request(Operation.REG, payload) == request
+
+
+def test_long_value_not_echoed_in_reason():
+    payload = json.dumps(
+        {"messageType": "MSG", "oriAddr": "a", "destAddr": "b", "msgId": "m", "payload": "p" * 9000}
+    ).encode()
+
+    with pytest.raises(MalformedMessage) as error:
+        messages.parse_request(Operation.MSG, payload)
+
+    assert error.value.invalid_params == (InvalidParam("/payload", "longer than 8192 characters"),)
+    assert len(error.value.detail) < 300
+
+
+def test_message_failure_matches_msgresp_schema():
+    request = messages.MessageRequest("ue-a", "ue-b", "m1", "x")
+
+    response = messages.message_failure(request, Cause.RECIPIENT_NOT_REGISTERED, "offline")
+    result = messages.parse_response(Operation.MSG, response)
+
+    assert response.code == Code.NOT_FOUND
+    assert result.status is messages.DeliveryStatus.DELY_FAILED
+    assert result.document["msgId"] == "m1"
+
+
+def test_bulk_response_lists_entries():
+    entries = [
+        messages.BulkEntryResult("m-1", "registered"),
+        messages.BulkEntryResult("m-2", "expired", Cause.REQUEST_EXPIRED),
+    ]
+
+    result = messages.parse_response(Operation.BULK_REG, messages.bulk_registration_response(entries, "1 of 2"))
+
+    assert result.code == Code.CHANGED
+    assert result.entries == entries
+
+
+def test_success_status_with_failure_violates_msgresp_schema():
+    document = {"messageType": "MSGRESP", "result": "FAILURE", "detail": "x", "status": "DELY_QUEUED",
+                "cause": "STORE_FULL"}
+
+    with pytest.raises(jsonschema.ValidationError):
+        messages.response_validator(Operation.MSG).validate(document)
+
+
+def test_message_type_without_single_operation_refused():
+    with pytest.raises(ValueError, match="pass an Operation"):
+        messages.request_schema(MessageType.MSGRESP)

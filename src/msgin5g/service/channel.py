@@ -7,7 +7,7 @@
 instead. It takes K_AKMA, not K_AF, because K_AF depends on the cipher suite the
 server chooses; it runs `ua.tls12_psk.Tls12PskClient` over memory BIOs, which
 reads that suite from the ServerHello. `exchange_over_tls13` and
-`exchange_over_tls12` send one REG or DEREG over a fresh channel.
+`exchange_over_tls12` send one MSGin5G-1 request over a fresh channel.
 
 The UE offers only the external PSK with identity "3GPP-AKMA" || A-KID and key
 K_AF (TS 33.535 B.1.3), sends the AF FQDN as SNI and accepts no certificate, so
@@ -281,10 +281,14 @@ class SecureChannel:
         """Send DEREG for `ue_service_id`; return the server's decision."""
         return await self._exchange(messages.DeregistrationRequest(ue_service_id))
 
+    async def send(self, request: messages.Request) -> RegistrationResult:
+        """Send any MSGin5G-1 request (MSG, INBOX, ...); return the server's parsed response."""
+        return await self._exchange(request)
+
     async def _exchange(self, request: messages.Request) -> RegistrationResult:
         response = await self.request(messages.build_request(request))
         try:
-            return messages.parse_response(request.message_type, response)
+            return messages.parse_response(request.operation, response)
         except ValueError as error:
             raise ChannelError(str(error)) from None
 
@@ -559,7 +563,7 @@ async def exchange_over_tls13(
     request: messages.Request,
     **options: Any,
 ) -> RegistrationResult:
-    """Send one REG or DEREG over PSK-TLS 1.3 with K_AF for AF_ID = `af_fqdn` || 01 00 00 00 07."""
+    """Send one MSGin5G-1 request over PSK-TLS 1.3 with K_AF for AF_ID = `af_fqdn` || 01 00 00 00 07."""
     k_af_value = k_af(k_akma, af_id(af_fqdn, UA_TLS13))
     async with SecureChannel.open(host, port, af_fqdn, a_kid, k_af_value, **options) as channel:
         return await channel._exchange(request)
@@ -574,7 +578,7 @@ async def exchange_over_tls12(
     request: messages.Request,
     **options: Any,
 ) -> RegistrationResult:
-    """Send one REG or DEREG over PSK-TLS 1.2; K_AF is for the suite the server chose."""
+    """Send one MSGin5G-1 request over PSK-TLS 1.2; K_AF is for the suite the server chose."""
     channel = await SecureChannel.connect_tls12(host, port, af_fqdn, a_kid, k_akma, **options)
     try:
         return await channel._exchange(request)

@@ -274,7 +274,7 @@ async def exchange_over_dtls12(
     async with session:
         response = await session.request(messages.build_request(request), policy=coap_policy)
     try:
-        return messages.parse_response(request.message_type, response)
+        return messages.parse_response(request.operation, response)
     except ValueError as error:
         raise ChannelError(str(error)) from None
 

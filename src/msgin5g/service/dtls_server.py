@@ -10,7 +10,7 @@ valid cookie creates a session, which runs as its own task:
    AF_ID = FQDN || 01 00 01 yy zz while the event loop serves other peers, then
    lets the handshake continue. Without a K_AF, OpenSSL sends the fatal alert
    unknown_psk_identity.
-2. CoAP requests (RFC 7252 message format) go to `RegistrationService.handle`;
+2. CoAP requests (RFC 7252 message format) go to `Msgin5gRouter.handle`;
    a CON request gets its response piggybacked in the ACK, and a retransmitted
    CON gets the same response again.
 
@@ -32,7 +32,7 @@ from msgin5g.crypto.akma import parse_a_kid, ua_dtls12
 from msgin5g.nf.config import ConfigModel
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
-from msgin5g.service.registration import RegistrationService
+from msgin5g.service.router import CoapHandler
 from msgin5g.ua import dtls12_psk as dtls
 
 logger = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class DtlsListener:
     """The coaps:// endpoint; create it with `start_dtls12_listener`."""
 
     def __init__(
-        self, *, kaf: KafProvider, service: RegistrationService, limits: Limits, options: DtlsOptions
+        self, *, kaf: KafProvider, service: CoapHandler, limits: Limits, options: DtlsOptions
     ) -> None:
         self.kaf = kaf
         self.service = service
@@ -380,7 +380,7 @@ async def start_dtls12_listener(
     port: int,
     *,
     kaf: KafProvider,
-    service: RegistrationService,
+    service: CoapHandler,
     limits: Limits,
     options: DtlsOptions | None = None,
     **profile_options: object,

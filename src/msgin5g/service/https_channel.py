@@ -34,18 +34,23 @@ USER_AGENT = f"msgin5g/{__version__} {digest.USER_AGENT_PRODUCT}"
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 # HTTP status of an MSGin5G-1 response and the CoAP code it stands for
-# (https_server maps them the other way). 200 depends on the message type.
+# (https_server maps them the other way). 200 depends on the operation.
 COAP_CODE_FOR_HTTP = {
     201: Code.CREATED,
     400: Code.BAD_REQUEST,
     401: Code.UNAUTHORIZED,
     403: Code.FORBIDDEN,
     404: Code.NOT_FOUND,
+    409: Code.CONFLICT,
     503: Code.SERVICE_UNAVAILABLE,
 }
 SUCCESS_CODE_FOR_200 = {
-    messages.MessageType.REG: Code.CHANGED,
-    messages.MessageType.DEREG: Code.DELETED,
+    messages.Operation.REG: Code.CHANGED,
+    messages.Operation.DEREG: Code.DELETED,
+    messages.Operation.BULK_REG: Code.CHANGED,
+    messages.Operation.MSG: Code.CHANGED,
+    messages.Operation.IMDN: Code.CHANGED,
+    messages.Operation.INBOX: Code.CHANGED,
 }
 
 
@@ -62,7 +67,7 @@ async def exchange_over_https(
     http2: bool = True,
     max_tls_version: Literal["1.2", "1.3"] | None = None,
 ) -> messages.RegistrationResult:
-    """Send one REG or DEREG over HTTPS, authenticate with Digest, and return the server's decision.
+    """Send one MSGin5G-1 request over HTTPS, authenticate with Digest, and return the server's decision.
 
     Raises ValueError for an unusable A-KID or K_AKMA, and ChannelError when the
     server cannot be reached, fails verification or rejects the authentication.
@@ -117,7 +122,7 @@ class _Exchange:
         self._k_akma = k_akma
         self._request = request
         self._address = f"{host}:{port}"
-        self._path = "/" + "/".join(messages.REQUEST_PATHS[request.message_type])
+        self._path = "/" + "/".join(request.operation.path)
         shown_host = f"[{host}]" if ":" in host else host
         self._url = f"https://{shown_host}:{port}{self._path}"
         self._host_header = f"{af_fqdn}:{port}"
@@ -199,11 +204,11 @@ class _Exchange:
         )
 
     def result(self, response: httpx.Response) -> messages.RegistrationResult:
-        """Return the REG or DEREG decision carried by a response other than 401."""
-        message_type = self._request.message_type
+        """Return the decision carried by a response other than 401."""
+        operation = self._request.operation
         code = COAP_CODE_FOR_HTTP.get(response.status_code)
         if response.status_code == 200:
-            code = SUCCESS_CODE_FOR_200[message_type]
+            code = SUCCESS_CODE_FOR_200[operation]
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if code is None or media_type != "application/json":
             raise ChannelError(
@@ -214,7 +219,7 @@ class _Exchange:
         message = Message(code=code, payload=response.content)
         message.opt.content_format = messages.CONTENT_FORMAT_JSON
         try:
-            return messages.parse_response(message_type, message)
+            return messages.parse_response(operation, message)
         except ValueError as error:
             raise ChannelError(str(error)) from None
 

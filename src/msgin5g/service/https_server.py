@@ -3,9 +3,9 @@
 The AF authenticates itself with a certificate in TLS 1.2 or 1.3, and the UE
 authenticates with HTTP Digest: username = A-KID, password = base64(K_AF), with
 K_AF for AF_ID = FQDN || 01 00 01 yy zz and yy zz the cipher suite that this
-connection negotiated (`ua.digest`). REG and DEREG are the JSON bodies of
-MSGin5G-1, POSTed to the same paths as over CoAP; each request becomes a CoAP
-message for `RegistrationService.handle`, and the CoAP response code is mapped
+connection negotiated (`ua.digest`). The MSGin5G-1 JSON bodies are POSTed to
+the same paths as over CoAP; each request becomes a CoAP message for
+`Msgin5gRouter.handle`, and the CoAP response code is mapped
 to an HTTP status.
 
 Hypercorn serves the Starlette application over HTTP/1.1 and HTTP/2 (ALPN).
@@ -44,7 +44,7 @@ from msgin5g.sbi.server import GRACEFUL_SHUTDOWN_SECONDS, KEEP_ALIVE_MAX_REQUEST
 from msgin5g.service import messages
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
-from msgin5g.service.registration import RegistrationService
+from msgin5g.service.router import CoapHandler
 from msgin5g.ua import digest
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 PROFILE = "https-digest"
 ALPN_PROTOCOLS = ["h2", "http/1.1"]
 
-# CoAP response codes of RegistrationService and the HTTP status for each. 2.02
+# CoAP response codes of the MSGin5G-1 resources and the HTTP status for each. 2.02
 # Deleted has no HTTP counterpart that carries a body, so DEREG success is 200.
 HTTP_STATUS_FOR_COAP = {
     Code.CREATED: 201,
@@ -65,6 +65,7 @@ HTTP_STATUS_FOR_COAP = {
     Code.NOT_FOUND: 404,
     Code.METHOD_NOT_ALLOWED: 405,
     Code.NOT_ACCEPTABLE: 406,
+    Code.CONFLICT: 409,
     Code.REQUEST_ENTITY_TOO_LARGE: 413,
     Code.UNSUPPORTED_CONTENT_FORMAT: 415,
     Code.INTERNAL_SERVER_ERROR: 500,
@@ -307,10 +308,10 @@ def _connection_cipher_suite(request: Request) -> int | None:
 
 
 class RegistrationEndpoint:
-    """The Starlette application: Digest authentication, then REG or DEREG through RegistrationService."""
+    """The Starlette application: Digest authentication, then every MSGin5G-1 request through the router."""
 
     def __init__(
-        self, authenticator: DigestAuthenticator, service: RegistrationService, limits: Limits
+        self, authenticator: DigestAuthenticator, service: CoapHandler, limits: Limits
     ) -> None:
         self._authenticator = authenticator
         self._service = service
@@ -476,7 +477,7 @@ async def start_https_listener(
     port: int,
     *,
     kaf: KafProvider,
-    service: RegistrationService,
+    service: CoapHandler,
     limits: Limits,
     options: HttpsDigestOptions,
     nonces: digest.NonceSource | None = None,

@@ -1,6 +1,6 @@
 """CoAP listeners (over TCP and over UDP) WITHOUT security, for interoperability tests only.
 
-It handles REG and DEREG like the secured listeners, but nothing
+It handles MSGin5G-1 requests like the secured listeners, but nothing
 authenticates the peer: every request is taken as coming from one UE ID
 fixed by the caller. It exists so that an independent CoAP
 implementation (aiocoap's client) can check this project's RFC 8323 and
@@ -20,7 +20,7 @@ from aiocoap.numbers.codes import Code
 
 from msgin5g.coap import tcp as coap
 from msgin5g.coap import udp
-from msgin5g.service.registration import RegistrationService
+from msgin5g.service.router import CoapHandler
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _uri(scheme: str, address: tuple) -> str:
 
 
 async def start_plain_coap_listener(
-    host: str, port: int, *, service: RegistrationService, ue_id: str, max_message_size: int = coap.DEFAULT_MAX_MESSAGE_SIZE
+    host: str, port: int, *, service: CoapHandler, ue_id: str, max_message_size: int = coap.DEFAULT_MAX_MESSAGE_SIZE
 ) -> PlainCoapListener:
     """Listen for CoAP over TCP on a loopback HOST:PORT; every request comes from UE_ID."""
     _require_loopback(host)
@@ -71,7 +71,7 @@ async def start_plain_coap_listener(
 async def _serve_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    service: RegistrationService,
+    service: CoapHandler,
     ue_id: str,
     max_message_size: int,
 ) -> None:
@@ -98,7 +98,7 @@ async def _serve_connection(
 
 async def _answer(
     connection: coap.CoapTcpConnection,
-    service: RegistrationService,
+    service: CoapHandler,
     request: Message,
     ue_id: str,
     connection_id: str,
@@ -115,7 +115,7 @@ async def _answer(
 class PlainCoapUdpListener(asyncio.DatagramProtocol):
     """CoAP over UDP: each CON or NON request gets a piggybacked or NON response."""
 
-    def __init__(self, service: RegistrationService, ue_id: str) -> None:
+    def __init__(self, service: CoapHandler, ue_id: str) -> None:
         self._service = service
         self._ue_id = ue_id
         self._ids = udp.MessageIds()
@@ -166,7 +166,7 @@ class PlainCoapUdpListener(asyncio.DatagramProtocol):
 
 
 async def start_plain_coap_udp_listener(
-    host: str, port: int, *, service: RegistrationService, ue_id: str
+    host: str, port: int, *, service: CoapHandler, ue_id: str
 ) -> PlainCoapUdpListener:
     """Listen for CoAP over UDP on a loopback HOST:PORT; every request comes from UE_ID."""
     _require_loopback(host)
