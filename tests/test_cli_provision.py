@@ -64,7 +64,7 @@ def test_provision_writes_subscribers_and_associations(tmp_path):
     assert row["opc"] == bytes.fromhex(OPC)
     assert row["gpsi"] == "msisdn-491700000001"
     assert row["akma_allowed"] == 1
-    assert rows(database, "cm_associations") == [("sensor-17", SUPI)]
+    assert rows(database, "cm_associations") == [("sensor-17", SUPI, "own")]
 
 
 def test_op_is_stored_as_opc(tmp_path):
@@ -97,7 +97,7 @@ def test_reprovisioning_a_supi_updates_it(tmp_path):
 
     row = subscriber_row(database)
     assert (row["sqn"], row["akma_allowed"]) == (640, 0)
-    assert rows(database, "cm_associations") == [("s", "msisdn-491700000001")]
+    assert rows(database, "cm_associations") == [("s", "msisdn-491700000001", "own")]
 
 
 def test_one_invalid_entry_writes_nothing(tmp_path):

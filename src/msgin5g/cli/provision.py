@@ -16,9 +16,12 @@ when any entry is invalid. A provisioning file looks like this:
     associations:
       - ue_service_id: sensor-17
         ue_id: imsi-001010000000001         # a SUPI or a GPSI
+        relation: gateway                   # optional: own (default) or gateway
 
 An entry for a SUPI (or UE service ID) that is already in the database
-replaces the stored one.
+replaces the stored one. The relation `own` means that the UE service ID is the
+UE's own; `gateway` means that it is a constrained UE which the Gateway UE with
+that UE ID may represent.
 """
 
 import argparse
@@ -177,11 +180,21 @@ class AssociationEntry(BaseModel):
 
     ue_service_id: str
     ue_id: str
+    relation: str = cm_store.RELATION_OWN
 
     @field_validator("ue_service_id", "ue_id", mode="before")
     @classmethod
     def check_text(cls, value: object) -> object:
         return require_text(value, '"sensor-17"')
+
+    @field_validator("relation", mode="before")
+    @classmethod
+    def check_relation(cls, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(
+                f"must be {cm_store.RELATION_OWN!r} or {cm_store.RELATION_GATEWAY!r}, got {value!r}"
+            )
+        return cm_store.check_relation(value)
 
     @field_validator("ue_service_id")
     @classmethod
@@ -198,7 +211,9 @@ class AssociationEntry(BaseModel):
         return value
 
     def to_association(self) -> cm_store.Association:
-        return cm_store.Association(ue_service_id=self.ue_service_id, ue_id=self.ue_id)
+        return cm_store.Association(
+            ue_service_id=self.ue_service_id, ue_id=self.ue_id, relation=self.relation
+        )
 
 
 class ProvisioningDocument(BaseModel):

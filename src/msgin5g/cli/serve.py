@@ -36,6 +36,7 @@ SERVICE_RUNNERS: dict[str, tuple[str, str]] = {
     "ausf": ("msgin5g.nf.ausf.app", "run"),
     "aanf": ("msgin5g.nf.aanf.app", "run"),
     "cm": ("msgin5g.nf.cm.app", "run"),
+    "cf": ("msgin5g.nf.cf.app", "run"),
     "nef": ("msgin5g.nf.nef.app", "run"),
     "server": ("msgin5g.service.profiles", "run"),
 }
@@ -47,7 +48,12 @@ QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "h2")
 
 CONFIG_KEYS_HELP = """\
 configuration keys (a relative database path is taken from the file's folder):
+  udm, cm, aanf, ausf, server also take store {backend: sqlite (default),
+            redis with url, or redis-cluster with nodes (host:port list),
+            key_prefix, timeout (s)}; with Redis, database is optional
   udm, cm   sbi {host, port}, database
+  cf        sbi {host, port}, associations (list of {ue_service_id, ue_id,
+            relation: own (default) or gateway})
   aanf      sbi, database, k_af_lifetime (s), context_lifetime (s),
             authorized_afs (list of AF FQDNs), oauth {signing_key (hex),
             audience} (retrieve-applicationkey then needs a bearer token)
@@ -58,7 +64,8 @@ configuration keys (a relative database path is taken from the file's folder):
   ausf      sbi, database, udm {uri, timeout (s)}, aanf {uri, timeout (s)},
             home_network {mcc, mnc}, auth_context_lifetime (s), nf_instance_id
   server    fqdn, aanf {uri, timeout (s)} or nef {uri, timeout (s),
-            client_id, client_secret}, cm {uri, timeout (s)}, database,
+            client_id, client_secret}, cm {uri, timeout (s)} or
+            configuration_function {uri, timeout (s)}, database,
             limits {max_connections, handshake_timeout (s),
             max_message_size (octets), max_client_hello_size (octets)},
             and either listen {host, port} (one psk-tls1.3 listener) or

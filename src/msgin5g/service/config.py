@@ -25,10 +25,21 @@ the AAnF: replace `aanf` with
 Exactly one of `aanf` and `nef` is set. Through the NEF the server gets the
 UE's GPSI, never its SUPI, and authorizes registrations by that GPSI.
 
+The associations of UE service IDs with UE IDs come from the SEAL CM server
+(`cm`) or, instead, from the MSGin5G Configuration Function:
+
+    configuration_function: {uri: http://127.0.0.1:8006}
+
+Exactly one of `cm` and `configuration_function` is set.
+
 `fqdn` is the AF's FQDN in AF_ID (TS 33.535 Annex A.4): the UE derives K_AF for
 exactly this spelling. `port: 0` lets the system pick a free port. A relative
 `database` path is taken relative to the folder of the configuration file.
-Unknown keys are errors, so that a typo does not pass silently.
+An optional `store:` section keeps the registrations in Redis and shares K_AF
+entries between server instances there (see `msgin5g.store.redis`).
+The optional `messaging:` section sets the store-and-forward expiries and
+queue limit (`MessagingConfig`). Unknown keys are errors, so that a typo does
+not pass silently.
 """
 
 import ipaddress
@@ -50,9 +61,11 @@ from msgin5g.crypto.akma import UA_TLS13, af_id
 from msgin5g.nf.aanf.config import AanfPeer
 from msgin5g.nf.config import ConfigError, ConfigModel, Peer
 from msgin5g.nf.config import load_config as load_nf_style_config
+from msgin5g.nf.config import require_database
+from msgin5g.store.redis import StoreSelection, check_database_selected
 from msgin5g.ua.clienthello import DEFAULT_MAX_CLIENT_HELLO_SIZE
 
-__all__ = ["ConfigError", "Limits", "Listen", "NefPeer", "Peer", "ServerConfig", "load_config"]
+__all__ = ["ConfigError", "Limits", "Listen", "MessagingConfig", "NefPeer", "Peer", "ServerConfig", "load_config"]
 
 
 class Listen(ConfigModel):
@@ -78,6 +91,30 @@ class Limits(ConfigModel):
     # Octets; advertised as Max-Message-Size in the server's CSM.
     max_message_size: int = Field(default=DEFAULT_MAX_MESSAGE_SIZE, ge=BASE_MAX_MESSAGE_SIZE, le=2**20)
     max_client_hello_size: int = Field(default=DEFAULT_MAX_CLIENT_HELLO_SIZE, ge=512, le=2**16)
+
+
+class MessagingConfig(ConfigModel):
+    """Store-and-forward settings of MSG and IMDN (section `messaging`), times in seconds."""
+
+    # Expiry of a queued item when the MSG names no stoAndFwParams.exprTime.
+    default_expiry: float = Field(default=86400.0, gt=0)
+    # Upper bound of a requested exprTime; a later one is shortened to it.
+    max_expiry: float = Field(default=7 * 86400.0, gt=0)
+    # Items queued for one UE service ID; a MSG beyond it gets STORE_FULL.
+    max_queued_per_recipient: int = Field(default=1000, ge=1)
+    # Largest INBOX response body in octets when the request names no maxOctets.
+    max_inbox_octets: int = Field(default=7000, ge=512, le=2**20)
+    # Seconds between two runs of the task that expires items and reports failures.
+    expiry_interval: float = Field(default=5.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def check_expiries(self) -> Self:
+        if self.default_expiry > self.max_expiry:
+            raise ValueError(
+                f"default_expiry ({self.default_expiry} s) exceeds max_expiry ({self.max_expiry} s); "
+                "lower default_expiry or raise max_expiry"
+            )
+        return self
 
 
 class NefPeer(Peer):
@@ -106,9 +143,12 @@ class ServerConfig(ConfigModel):
     fqdn: str
     aanf: AanfPeer | None = None
     nef: NefPeer | None = None
-    cm: Peer
-    database: Path
+    cm: Peer | None = None
+    configuration_function: Peer | None = None
+    database: Path | None = None
+    store: StoreSelection = StoreSelection()
     limits: Limits = Limits()
+    messaging: MessagingConfig = MessagingConfig()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -131,6 +171,12 @@ class ServerConfig(ConfigModel):
             raise ValidationError.from_exception_data(cls.__name__, [missing, *details]) from None
         raise ValidationError.from_exception_data(cls.__name__, [missing])
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def name_missing_database(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Report a missing `database` as a missing key unless the store is Redis."""
+        return require_database(cls.__name__, data, handler)
+
     @model_validator(mode="after")
     def check_listeners(self) -> Self:
         if self.listen is not None and self.profiles is not None:
@@ -143,8 +189,15 @@ class ServerConfig(ConfigModel):
                 "set exactly one of aanf {uri} (AF inside the operator's network) "
                 "and nef {uri, client_id, client_secret} (AF outside it)"
             )
+        if (self.cm is None) == (self.configuration_function is None):
+            raise ValueError(
+                "set exactly one source of UE service ID associations: cm {uri} (the SEAL CM "
+                "server) or configuration_function {uri} (the MSGin5G Configuration Function)"
+                + (", not both" if self.cm is not None else "")
+            )
         if self.profiles is not None and not self.profiles:
             raise ValueError(f"profiles is empty: list at least one of {', '.join(PROFILE_NAMES)}")
+        check_database_selected(self.database, self.store)
         return self
 
     def enabled_profiles(self) -> dict[str, ProfileListener]:

@@ -16,6 +16,7 @@ with the same A-KID and AF_ID.
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +28,32 @@ from msgin5g.nf.config import ConfigError, ConfigModel, describe_errors
 from msgin5g.nf.aanf.config import AANF_SCOPES
 from msgin5g.sbi.client import SbiClient
 from msgin5g.sbi.oauth import SelfIssuedToken
-from msgin5g.service.authorization import CmClient, RegistrationAuthorizer
+from msgin5g.service.authorization import (
+    AssociationSource,
+    CmClient,
+    ConfigurationFunctionClient,
+    RegistrationAuthorizer,
+)
 from msgin5g.service.config import PROFILE_NAMES, Limits, ServerConfig, load_config
 from msgin5g.service.dtls_server import DtlsOptions, start_dtls12_listener
 from msgin5g.service.https_server import HttpsDigestOptions, start_https_listener
 from msgin5g.service.kaf import AanfClient, KafProvider, KafSource, NefClient
 from msgin5g.service.registration import RegistrationService
+from msgin5g.service.message_store import SqliteMessageStore
+from msgin5g.service.messaging import MessagingService
+from msgin5g.service.router import CoapHandler, Msgin5gRouter
+from msgin5g.service.store import RegistrationStore
 from msgin5g.service.server import (
     Tls12Options,
     Tls13Options,
     start_tls12_listener,
     start_tls13_listener,
 )
-from msgin5g.service.store import RegistrationStore
+from msgin5g.service.kaf import KafCache
+from msgin5g.service.kaf_redis import RedisKafLayer
+from msgin5g.service.redis_store import open_registration_store
+
+logger = logging.getLogger(__name__)
 
 # Called once every listener is up, with the first listener's URI and all URIs by profile.
 ReadyCallback = Callable[..., None]
@@ -103,16 +117,55 @@ async def run(config_path: Path | str, ready: ReadyCallback, shutdown: asyncio.E
     options = profile_options(config, config_path)
 
     async with contextlib.AsyncExitStack() as stack:
-        cm_sbi = await stack.enter_async_context(SbiClient(config.cm.uri, timeout=config.cm.timeout))
-        store = await RegistrationStore(config.database).open()
+        source = await _association_source(stack, config)
+        store = await open_registration_store(config.store, config.database)
         stack.push_async_callback(store.close)
-        kaf = KafProvider(config.fqdn, await _kaf_source(stack, config))
+        kaf = KafProvider(config.fqdn, await _kaf_source(stack, config), await _kaf_cache(stack, config))
         stack.push_async_callback(kaf.aclose)
-        service = RegistrationService(RegistrationAuthorizer(CmClient(cm_sbi)), store)
+        registration = RegistrationService(RegistrationAuthorizer(source), store)
+        router = Msgin5gRouter(registration.routes())
+        await _add_messaging(stack, config, store, router)
 
-        uris = await _start_listeners(stack, config, options, kaf, service, config.limits)
+        uris = await _start_listeners(stack, config, options, kaf, router, config.limits)
         ready(next(iter(uris.values())), uris=uris)
         await shutdown.wait()
+
+
+async def _add_messaging(
+    stack: contextlib.AsyncExitStack, config: ServerConfig, store: RegistrationStore, router: Msgin5gRouter
+) -> None:
+    """Serve MSG, IMDN and INBOX with the queued items in the server's SQLite file."""
+    if config.database is None:
+        # TODO: a Redis message store, so that a Redis-only deployment also serves messaging.
+        logger.warning("no database is configured, so MSG, IMDN and INBOX are not served")
+        return
+    message_store = await SqliteMessageStore(config.database).open()
+    stack.push_async_callback(message_store.close)
+    messaging = MessagingService(store, message_store, config.messaging)
+    router.add_routes(messaging.routes())
+    messaging.start()
+    stack.push_async_callback(messaging.stop)
+
+
+async def _association_source(
+    stack: contextlib.AsyncExitStack, config: ServerConfig
+) -> AssociationSource:
+    """Build the client of the CM server, or of the Configuration Function when configured."""
+    if config.configuration_function is not None:
+        peer = config.configuration_function
+        sbi = await stack.enter_async_context(SbiClient(peer.uri, timeout=peer.timeout))
+        return ConfigurationFunctionClient(sbi)
+    sbi = await stack.enter_async_context(SbiClient(config.cm.uri, timeout=config.cm.timeout))
+    return CmClient(sbi)
+
+
+async def _kaf_cache(stack: contextlib.AsyncExitStack, config: ServerConfig) -> KafCache:
+    """Build the K_AF cache, with the shared Redis level when the store is Redis."""
+    if not config.store.uses_redis:
+        return KafCache()
+    cache = KafCache(shared=await RedisKafLayer.open(config.store))
+    stack.push_async_callback(cache.aclose)
+    return cache
 
 
 async def _kaf_source(stack: contextlib.AsyncExitStack, config: ServerConfig) -> KafSource:
@@ -140,7 +193,7 @@ async def _start_listeners(
     config: ServerConfig,
     options: dict[str, ConfigModel],
     kaf: KafProvider,
-    service: RegistrationService,
+    service: CoapHandler,
     limits: Limits,
 ) -> dict[str, str]:
     uris = {}

@@ -1,4 +1,4 @@
-"""The MSGin5G Server as AKMA AF: TLS keyed by K_AF, CoAP over TLS, REG and DEREG.
+"""The MSGin5G Server as AKMA AF: TLS keyed by K_AF, CoAP over TLS, MSGin5G-1 requests.
 
 A listener serves one PSK-TLS profile: `psk-tls1.3` (`ua.tls13_psk`,
 `start_tls13_listener`) or `psk-tls1.2` (`ua.tls12_psk`, `start_tls12_listener`).
@@ -9,8 +9,8 @@ Each TCP connection runs through three steps:
    from its cache or the AAnF while the event loop keeps serving other
    connections, then lets the handshake continue.
 2. CoAP over TLS (RFC 8323) starts with both CSMs.
-3. REG and DEREG requests go to `service.registration`, which authorizes them
-   against the SEAL CM server with the UE ID that came with K_AF.
+3. Every request goes to `Msgin5gRouter.handle` (service/router.py) with the
+   UE ID that came with K_AF.
 
 A connection is closed with a CoAP Release when its K_AF expires.
 """
@@ -31,7 +31,7 @@ from msgin5g.crypto.akma import UA_TLS13, parse_a_kid
 from msgin5g.nf.config import ConfigModel
 from msgin5g.service.config import Limits
 from msgin5g.service.kaf import AanfError, KafEntry, KafProvider
-from msgin5g.service.registration import RegistrationService, diagnostic_response
+from msgin5g.service.router import CoapHandler, diagnostic_response
 from msgin5g.ua import tls12_psk
 from msgin5g.ua import tls13_psk as tls
 from msgin5g.ua.alerts import AlertDescription
@@ -71,12 +71,14 @@ class Tls12Options(ConfigModel):
 def tls13_engines(options: Tls13Options | None = None) -> EngineFactory:
     """Return the engine factory of the `psk-tls1.3` profile."""
     options = options or Tls13Options()
+    shared_context = tls.SharedServerContext(allow_psk_ke=options.allow_psk_ke)
 
     def build(psk_lookup: PskLookup, limits: Limits) -> PskEngine:
         return tls.Tls13PskServer(
             lambda a_kid: psk_lookup(a_kid, UA_TLS13),
             max_client_hello_size=limits.max_client_hello_size,
             allow_psk_ke=options.allow_psk_ke,
+            shared_context=shared_context,
         )
 
     return build
@@ -110,7 +112,7 @@ class ServerConnection:
         writer: asyncio.StreamWriter,
         *,
         kaf: KafProvider,
-        service: RegistrationService,
+        service: CoapHandler,
         limits: Limits,
         engine_factory: EngineFactory | None = None,
     ) -> None:
@@ -367,7 +369,7 @@ class Msgin5gServer:
         self,
         *,
         kaf: KafProvider,
-        service: RegistrationService,
+        service: CoapHandler,
         limits: Limits | None = None,
         engine_factory: EngineFactory | None = None,
         profile: str = "psk-tls1.3",
@@ -441,7 +443,7 @@ async def start_tls13_listener(
     port: int,
     *,
     kaf: KafProvider,
-    service: RegistrationService,
+    service: CoapHandler,
     limits: Limits,
     **profile_options: object,
 ) -> Msgin5gServer:
@@ -459,7 +461,7 @@ async def start_tls12_listener(
     port: int,
     *,
     kaf: KafProvider,
-    service: RegistrationService,
+    service: CoapHandler,
     limits: Limits,
     **profile_options: object,
 ) -> Msgin5gServer:

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from msgin5g.nf.cm.api import cm_routes
 from msgin5g.nf.cm.config import CmConfig, load_cm_config
 from msgin5g.nf.cm.processor import CmProcessor
-from msgin5g.nf.cm.store import SqliteAssociationStore
+from msgin5g.nf.cm.redis_store import open_association_store
 from msgin5g.nf.runner import ReadyCallback, serve_nf
 from msgin5g.sbi.app import create_app
 
@@ -18,7 +18,7 @@ from msgin5g.sbi.app import create_app
 @asynccontextmanager
 async def cm_app(config: CmConfig) -> AsyncIterator[Starlette]:
     """Open the association store and yield the CM application; close the store on exit."""
-    store = await SqliteAssociationStore.open(config.database)
+    store = await open_association_store(config.store, config.database)
     try:
         yield create_app(cm_routes(CmProcessor(store)))
     finally:

@@ -39,5 +39,9 @@ class CmProcessor:
 
 def profile_doc(association: Association) -> ProfileDoc:
     return ProfileDoc.for_association(
-        ProfileInformation(ue_service_id=association.ue_service_id, ue_id=association.ue_id)
+        ProfileInformation(
+            ue_service_id=association.ue_service_id,
+            ue_id=association.ue_id,
+            relation=association.relation,
+        )
     )

@@ -3,8 +3,10 @@
 A UE service ID identifies one MSGin5G UE in the service (TS 23.554 clause
 8.2.1), so it maps to exactly one UE ID (SUPI or GPSI). One UE ID may have
 several UE service IDs, e.g. a Gateway UE registering for constrained UEs.
-The provisioning tool writes the table with `create_tables` and
-`upsert_association`.
+Each association has a relation: `own` (the UE's own UE service ID) or
+`gateway` (a constrained UE that the Gateway UE with that UE ID may represent,
+TS 33.501 Annex Y.2). The provisioning tool writes the table with
+`create_tables` and `upsert_association`.
 """
 
 import sqlite3
@@ -18,17 +20,30 @@ CREATE_TABLES = (
     """
     CREATE TABLE IF NOT EXISTS cm_associations (
         ue_service_id TEXT PRIMARY KEY,
-        ue_id TEXT NOT NULL
+        ue_id TEXT NOT NULL,
+        relation TEXT NOT NULL DEFAULT 'own'
     )
     """,
     "CREATE INDEX IF NOT EXISTS cm_associations_by_ue_id ON cm_associations (ue_id)",
 )
+# A table created before associations had a relation gets the column, every row 'own'.
+ADD_RELATION_COLUMN = (
+    "ALTER TABLE cm_associations ADD COLUMN relation TEXT NOT NULL DEFAULT 'own'"
+)
+
+
+# The UE service ID is the UE's own.
+RELATION_OWN = "own"
+# The UE service ID is a constrained UE that the Gateway UE with the UE ID may represent.
+RELATION_GATEWAY = "gateway"
+RELATIONS = (RELATION_OWN, RELATION_GATEWAY)
 
 
 @dataclass(frozen=True)
 class Association:
     ue_service_id: str
     ue_id: str
+    relation: str = RELATION_OWN
 
 
 class AssociationStore(ABC):
@@ -46,8 +61,13 @@ class AssociationStore(ABC):
 
 
 def create_tables(connection: sqlite3.Connection) -> None:
+    """Create the table and index when missing, and add the relation column to an older table."""
     for statement in CREATE_TABLES:
         connection.execute(statement)
+
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(cm_associations)")}
+    if "relation" not in columns:
+        connection.execute(ADD_RELATION_COLUMN)
 
 
 def create_tables_in_transaction(connection: sqlite3.Connection) -> None:
@@ -56,12 +76,24 @@ def create_tables_in_transaction(connection: sqlite3.Connection) -> None:
 
 
 def upsert_association(connection: sqlite3.Connection, association: Association) -> None:
-    """Insert an association, or point an existing UE service ID at a new UE ID."""
+    """Insert an association, or point an existing UE service ID at a new UE ID and relation."""
+    check_relation(association.relation)
     connection.execute(
-        "INSERT INTO cm_associations (ue_service_id, ue_id) VALUES (?, ?) "
-        "ON CONFLICT (ue_service_id) DO UPDATE SET ue_id = excluded.ue_id",
-        (association.ue_service_id, association.ue_id),
+        "INSERT INTO cm_associations (ue_service_id, ue_id, relation) VALUES (?, ?, ?) "
+        "ON CONFLICT (ue_service_id) DO UPDATE SET ue_id = excluded.ue_id, "
+        "relation = excluded.relation",
+        (association.ue_service_id, association.ue_id, association.relation),
     )
+
+
+def check_relation(relation: str) -> str:
+    """Return `relation` if it is one of RELATIONS; raise ValueError naming it otherwise."""
+    if relation not in RELATIONS:
+        raise ValueError(
+            f"relation {relation!r} is not valid; use {RELATION_OWN!r} (the UE's own UE service "
+            f"ID) or {RELATION_GATEWAY!r} (a constrained UE behind the Gateway UE)"
+        )
+    return relation
 
 
 class SqliteAssociationStore(AssociationStore):
@@ -83,7 +115,7 @@ class SqliteAssociationStore(AssociationStore):
     async def _select(self, column: str, value: str) -> list[Association]:
         def query(connection: sqlite3.Connection) -> list[Association]:
             rows = connection.execute(
-                f"SELECT ue_service_id, ue_id FROM cm_associations WHERE {column} = ? "
+                f"SELECT ue_service_id, ue_id, relation FROM cm_associations WHERE {column} = ? "
                 "ORDER BY ue_service_id",
                 (value,),
             ).fetchall()

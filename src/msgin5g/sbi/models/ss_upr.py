@@ -4,11 +4,13 @@ The project stores the MSGin5G association between a UE service ID and a UE
 ID (SUPI or GPSI) at the SEAL Configuration Management server. In SEAL the UE
 service ID plays the role of the VAL user ID and the UE ID the role of the VAL
 UE ID (TS 23.554 clause 8.1.2). A ProfileDoc returned by the CM server
-carries the association as JSON text in `profileInformation`.
+carries the association as JSON text in `profileInformation`, with its
+relation: `own` or `gateway` (the UE ID is a Gateway UE that may represent the
+constrained UE with this UE service ID).
 """
 
 import json
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -20,6 +22,8 @@ VAL_TARGET_UE_QUERY = "val-tgt-ue"
 VAL_SERVICE_ID_QUERY = "val-service-id"
 # The VAL service ID of the MSGin5G profiles at the CM server.
 MSGIN5G_VAL_SERVICE_ID = "msgin5g"
+# Association relations inside profileInformation; a document without one means "own".
+Relation = Literal["own", "gateway"]
 
 
 class ValTargetUe(SbiModel):
@@ -39,6 +43,7 @@ class ProfileInformation(SbiModel):
     ue_service_id: IdentifierText = Field(alias="ueServiceId")
     ue_id: IdentifierText = Field(alias="ueId")
     val_service_id: IdentifierText = Field(default=MSGIN5G_VAL_SERVICE_ID, alias="valServiceId")
+    relation: Relation = "own"
 
 
 class ProfileDoc(SbiModel):

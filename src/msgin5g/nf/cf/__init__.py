@@ -1,0 +1,1 @@
+"""MSGin5G Configuration Function: UE service ID associations from its own configuration file."""
