@@ -16,6 +16,8 @@ SUBCOMMAND_MODULES = (
     "msgin5g.cli.ue",
     "msgin5g.cli.demo",
     "msgin5g.cli.certs",
+    "msgin5g.cli.gateway",
+    "msgin5g.cli.device",
 )
 
 
