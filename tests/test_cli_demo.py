@@ -12,8 +12,9 @@ import pytest
 from msgin5g.cli.demo import mask_supi
 
 DEMO_TIMEOUT_SECONDS = 180
-# UDM, AUSF, AAnF, NEF, CM server, and the operator's and the external MSGin5G Server.
-SERVICE_COUNT = 7
+# UDM, AUSF, AAnF, NEF, CM server, the operator's and the external MSGin5G Server,
+# and the Gateway UE.
+SERVICE_COUNT = 8
 
 
 def run_msgin5g(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -38,6 +39,27 @@ def test_demo_json_reports_every_expected_outcome():
     assert all(ue["outcome"] == "registered" for ue in document["ues"] if ue["via"] == "nef")
     assert [round_["kind"] for round_ in document["lifecycle"]["rounds"]] == ["expiry", "rekey"]
     assert all(round_["outcome"] == "ok" for round_ in document["lifecycle"]["rounds"])
+
+
+def test_demo_json_reports_devices_and_messages():
+    completed = run_msgin5g("demo", "--ues", "2", "--json", timeout=DEMO_TIMEOUT_SECONDS)
+    document = json.loads(completed.stdout)
+    devices, messages = document["devices"], document["messages"]
+
+    assert completed.returncode == 0, completed.stderr
+    assert len(devices) == 11
+    assert {device["gateway"] for device in devices} == {"msgin5g-gw-001"}
+    assert [device["outcome"] for device in devices].count("registered") == 10
+    rejected = [device for device in devices if device["outcome"] == "rejected"]
+    assert [(device["device"], device["cause"]) for device in rejected] == [("device-011", "UE_SERVICE_ID_NOT_ASSOCIATED")]
+
+    assert len(messages) == 4
+    assert all(message["outcome"] == "delivered" for message in messages)
+    assert all(message["delivery_report"] == "REPT_DELY_SUCCESS" for message in messages)
+    stored = [message for message in messages if message["status"] == "DELY_STORED"]
+    assert [message["to"] for message in stored] == ["msgin5g-ue-005"]  # the offline UE
+    assert {"msgin5g-dev-001", "msgin5g-ue-002"} <= {message["to"] for message in messages}
+    assert "msgin5g-dev-002" in {message["from"] for message in messages}
 
 
 def test_demo_table_masks_supi():

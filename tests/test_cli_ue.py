@@ -1,7 +1,7 @@
 """How `msgin5g ue` reads a UE configuration file."""
 
 from msgin5g.cli.main import build_parser
-from msgin5g.cli.ue import _profile
+from msgin5g.cli.ue import ue_profile
 
 UE_YAML = """\
 supi: imsi-001010000000001
@@ -19,7 +19,7 @@ def test_ca_file_relative_to_config_folder(tmp_path):
     config.write_text(UE_YAML)
     args = build_parser().parse_args(["ue", "register", "--config", str(config)])
 
-    profile = _profile(args)
+    profile = ue_profile(args)
 
     assert profile.ca_file == str(tmp_path / "certs" / "ca.pem")
     assert profile.security_profile == "https-digest"
@@ -30,4 +30,4 @@ def test_ca_file_option_relative_to_working_folder(tmp_path):
     config.write_text(UE_YAML)
     args = build_parser().parse_args(["ue", "register", "--config", str(config), "--ca-file", "other/ca.pem"])
 
-    assert _profile(args).ca_file == "other/ca.pem"
+    assert ue_profile(args).ca_file == "other/ca.pem"

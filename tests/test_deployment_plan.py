@@ -11,8 +11,30 @@ def test_plan_adds_two_failing_ues():
     expected = [ue.expected for ue in plan.ues]
 
     assert expected == [REGISTERED, REGISTERED, REGISTERED, REJECTED, FAILED]
-    assert len(plan.subscribers) == 5
-    assert len({subscriber["supi"] for subscriber in plan.subscribers}) == 5
+    # The five listed UEs, the offline UE and the Gateway UE.
+    assert len(plan.subscribers) == 7
+    assert len({subscriber["supi"] for subscriber in plan.subscribers}) == 7
+
+
+def test_plan_adds_gateway_with_one_unassociated_device():
+    plan = load_plan(default_config_path(), 3)
+    gateway = plan.gateway
+    gateway_associations = [a for a in plan.associations if a.get("relation") == "gateway"]
+
+    assert len(gateway.devices) == 11
+    assert {a["ue_id"] for a in gateway_associations} == {gateway.ue.supi}
+    assert sorted(a["ue_service_id"] for a in gateway_associations) == [d.ue_service_id for d in gateway.devices[:10]]
+    assert gateway.devices[-1].expected == REJECTED
+    assert [d.urgency for d in gateway.devices].count("URGENT") == 1
+    assert len({d.psk for d in gateway.devices}) == 11
+    assert gateway.devices[0].psk.hex() not in repr(gateway.devices[0])
+
+
+def test_offline_ue_is_provisioned_but_not_listed():
+    plan = load_plan(default_config_path(), 3)
+
+    assert plan.offline_ue not in plan.ues
+    assert {"ue_service_id": plan.offline_ue.ue_service_id, "ue_id": plan.offline_ue.supi, "relation": "own"} in plan.associations
 
 
 def test_rejected_ue_claims_service_of_another():
@@ -55,6 +77,10 @@ def write_config(tmp_path, **changes):
         ({"home_network": {"mcc": "1", "mnc": "01"}}, "invalid home_network"),
         ({"credentials": [{"k": "00", "op": "00"}]}, "invalid credentials[0].k"),
         ({"credentials": []}, "credentials must be a non-empty list"),
+        ({"gateway": None}, "missing gateway"),
+        ({"gateway": {"ue_service_id": "gw", "device_service_id_format": "d-{n}", "devices": 0, "application_id": "a"}}, "invalid gateway.devices 0"),
+        ({"gateway": {"ue_service_id": "gw", "device_service_id_format": "dev", "devices": 2, "application_id": "a"}}, "invalid gateway.device_service_id_format"),
+        ({"gateway": {"ue_service_id": "gw", "device_service_id_format": "d-{n}", "devices": 2}}, "missing gateway.application_id"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, changes, message):

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from msgin5g.cli.certs import FILE_NAMES, write_certificates
+from msgin5g.cli.demo_gateway import gateway_address, register_devices, start_gateway
+from msgin5g.cli.demo_messaging import run_message_round
 from msgin5g.cli.demo_lifecycle import lifecycle_profile, run_lifecycle
 from msgin5g.cli.errors import UsageError
 from msgin5g.cli.provision import provision
@@ -40,9 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "the AAnF, one outside the operator going through the NEF) as separate processes "
             "on free loopback ports, provisions subscribers, and runs N UEs that must register "
             "over the four security profiles, one UE that must be rejected by authorization "
-            "and one that must fail primary authentication; then one UE outlives its K_AF and "
-            "is re-keyed. Exits 0 only if every UE gets its expected outcome and both "
-            "lifecycle rounds end ok."
+            "and one that must fail primary authentication. A Gateway UE then registers its "
+            "constrained devices (one of them not associated with it, which the server must "
+            "reject), UEs and devices exchange messages with delivery reports (one to a UE that "
+            "registers only afterwards), and one UE outlives its K_AF and is re-keyed. Exits 0 "
+            "only if every UE, device and message gets its expected outcome and both lifecycle "
+            "rounds end ok."
         ),
     )
     demo.add_argument("--ues", type=int, default=DEFAULT_UES, help=f"number of UEs that must register, 1 to {MAX_UES} (default {DEFAULT_UES})")
@@ -78,7 +83,7 @@ def _run_in(workdir: Path, plan: DemoPlan, args: argparse.Namespace) -> int:
     provision(workdir / "msgin5g.sqlite3", plan.provisioning_document())
 
     try:
-        rows, wall_ms, lifecycle = asyncio.run(_main(workdir, plan, args.concurrency, console))
+        rows, wall_ms, rounds = asyncio.run(_main(workdir, plan, args.concurrency, console))
     except ServiceStartError as error:
         console.print(f"[red]error:[/red] {error}")
         return 1
@@ -88,20 +93,26 @@ def _run_in(workdir: Path, plan: DemoPlan, args: argparse.Namespace) -> int:
         return 128 + signal.SIGTERM
 
     totals = _totals(rows, wall_ms)
+    lifecycle, devices, messages = rounds["lifecycle"], rounds["devices"], rounds["messages"]
     if args.json:
-        print(json.dumps({"ues": rows, "totals": totals, "lifecycle": lifecycle}, indent=2))
+        print(json.dumps({"ues": rows, "totals": totals, "devices": devices, "messages": messages, "lifecycle": lifecycle}, indent=2))
     else:
         _print_table(console, rows)
+        print_devices(console, devices)
+        print_messages(console, messages)
         _print_lifecycle(console, lifecycle)
         _print_summary(console, totals)
+        _print_round_summary(console, devices, messages)
         if not lifecycle["as_expected"]:
             console.print("[bold red]The key lifecycle round did not show an expiry and a rekey round that both ended ok.[/bold red]")
-    return 0 if totals["unexpected"] == 0 and lifecycle["as_expected"] else 1
+    rounds_ok = lifecycle["as_expected"] and all(row["as_expected"] for row in devices + messages)
+    return 0 if totals["unexpected"] == 0 and rounds_ok else 1
 
 
 async def _main(
     workdir: Path, plan: DemoPlan, concurrency: int, console: Console
 ) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
+    """Run the deployment and every round; return the UE rows, their wall time and the other rounds."""
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
 
@@ -125,14 +136,21 @@ async def _main(
                 started = time.perf_counter()
                 outcomes = await _run_ues(deployment, plan, concurrency)
                 wall_ms = (time.perf_counter() - started) * 1000.0
+            ca_file = str(deployment.workdir / "ca.pem")
+            with console.status("starting the Gateway UE and registering its devices ..."):
+                address = gateway_address(await start_gateway(plan, deployment))
+                devices = await register_devices(plan, address)
+            with console.status("exchanging messages and delivery reports ..."):
+                messages = await run_message_round(
+                    plan, address, lambda ue: _profile(ue, plan, deployment, ca_file)
+                )
             wait = plan.k_af_lifetime_seconds
             with console.status(f"lifecycle: holding {plan.ues[0].label}'s channel past its K_AF expiry ({wait} s), then re-keying ..."):
-                ca_file = str(deployment.workdir / "ca.pem")
                 profile = lifecycle_profile(deployment, plan, plan.ues[0], ca_file, _profile)
                 lifecycle = await run_lifecycle(profile, plan.ues[0], plan.k_af_lifetime_seconds)
 
     rows = [_row(ue, outcome) for ue, outcome in zip(plan.ues, outcomes)]
-    return rows, wall_ms, lifecycle
+    return rows, wall_ms, {"lifecycle": lifecycle, "devices": devices, "messages": messages}
 
 
 async def _run_ues(deployment: LocalDeployment, plan: DemoPlan, concurrency: int) -> list[RegistrationOutcome]:
@@ -236,6 +254,36 @@ def _print_table(console: Console, rows: list[dict[str, Any]]) -> None:
             console.print(f"[red]{row['ue']}[/red] expected {row['expected']}, got {row['outcome']}: {row['detail']}")
 
 
+def print_devices(console: Console, devices: list[dict[str, Any]]) -> None:
+    table = Table(title="Constrained devices behind the Gateway UE", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("device", "gateway", "UE service ID", "urgency", "outcome"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("cause", overflow="fold", min_width=12)
+    for row in devices:
+        style = OUTCOME_STYLES.get(row["outcome"], "")
+        table.add_row(
+            row["device"], row["gateway"], row["ue_service_id"], row["urgency"],
+            f"[{style}]{row['outcome']}[/{style}]", row["cause"] or "-",
+        )
+    console.print(table)
+    for row in devices:
+        if not row["as_expected"]:
+            console.print(f"[red]{row['device']}[/red] expected {row['expected']}, got {row['outcome']}: {row['detail']}")
+
+
+def print_messages(console: Console, messages: list[dict[str, Any]]) -> None:
+    table = Table(title="Messages", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("from", "to", "MSGRESP", "outcome", "delivery report"):
+        table.add_column(column, no_wrap=True)
+    for row in messages:
+        style = "green" if row["as_expected"] else "red"
+        table.add_row(
+            row["from"], row["to"], row["cause"] or row["status"] or "-",
+            f"[{style}]{row['outcome']}[/{style}]", row["delivery_report"] or "-",
+        )
+    console.print(table)
+
+
 def _print_lifecycle(console: Console, lifecycle: dict[str, Any]) -> None:
     rounds = ", ".join(
         f"{round_['kind']} {round_['outcome']} ({round_['milliseconds']:.0f} ms)" for round_ in lifecycle["rounds"]
@@ -254,6 +302,22 @@ def _print_summary(console: Console, totals: dict[str, Any]) -> None:
         console.print(f"[bold red]{totals['unexpected']} UEs did not get their expected outcome.[/bold red]")
     else:
         console.print("[bold green]Every UE got its expected outcome.[/bold green]")
+
+
+def _print_round_summary(console: Console, devices: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+    registered = sum(1 for row in devices if row["outcome"] == "registered")
+    delivered = sum(1 for row in messages if row["outcome"] == "delivered")
+    reported = sum(1 for row in messages if row["delivery_report"] == "REPT_DELY_SUCCESS")
+    console.print(
+        f"{len(devices)} devices behind the Gateway UE: {registered} registered, "
+        f"{len(devices) - registered} not; {len(messages)} messages: {delivered} delivered, "
+        f"{reported} with a successful delivery report."
+    )
+    unexpected = [row for row in devices + messages if not row["as_expected"]]
+    if unexpected:
+        console.print(f"[bold red]{len(unexpected)} devices or messages did not get their expected outcome.[/bold red]")
+    else:
+        console.print("[bold green]Every device and message got its expected outcome.[/bold green]")
 
 
 def _service_list(deployment: LocalDeployment) -> list[str]:

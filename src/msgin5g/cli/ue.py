@@ -1,4 +1,9 @@
-"""`msgin5g ue register|deregister`: one UE runs 5G AKA, AKMA and REG or DEREG."""
+"""`msgin5g ue register|deregister|send|listen`: one UE runs 5G AKA, AKMA and MSGin5G-1.
+
+`send` and `listen` register the UE service ID first (a repeated REG only
+renews it), because the server accepts messages only from and for registered
+UE service IDs.
+"""
 
 import argparse
 import asyncio
@@ -9,6 +14,7 @@ from typing import Any
 import yaml
 
 from msgin5g.cli.errors import UsageError
+from msgin5g.cli.ue_messaging import add_listen_command, add_send_command
 from msgin5g.service.client import (
     DEREGISTERED,
     REGISTERED,
@@ -54,19 +60,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("register", "authenticate with 5G AKA, derive K_AF and register at the MSGin5G Server"),
         ("deregister", "authenticate with 5G AKA, derive K_AF and deregister at the MSGin5G Server"),
     ):
-        _add_command(commands, name, help_text)
+        command = commands.add_parser(
+            name,
+            help=help_text,
+            description=(
+                f"{help_text[0].upper()}{help_text[1:]}. Values come from --config (a YAML file) "
+                "and from options; an option overrides the same key of the file. The exit "
+                "status is 0 when the server accepted the request, 1 otherwise."
+            ),
+        )
+        add_ue_options(command)
+        command.set_defaults(handler=run_command)
+
+    for add_command in (add_send_command, add_listen_command):
+        add_command(commands, add_ue_options).set_defaults(build_profile=ue_profile)
 
 
-def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> None:
-    command = commands.add_parser(
-        name,
-        help=help_text,
-        description=(
-            f"{help_text[0].upper()}{help_text[1:]}. Values come from --config (a YAML file) "
-            "and from options; an option overrides the same key of the file. The exit "
-            "status is 0 when the server accepted the request, 1 otherwise."
-        ),
-    )
+def add_ue_options(command: argparse.ArgumentParser) -> None:
+    """Add the options that build a UE profile (see `ue_profile`)."""
     command.add_argument("--config", type=Path, help="UE configuration YAML file")
     command.add_argument("--supi", help="SUPI, for example imsi-001010000000001")
     command.add_argument("--k", help="subscriber key K, 32 hexadecimal digits (16 octets)")
@@ -86,11 +97,10 @@ def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str
     )
     command.add_argument("--ca-file", help="CA certificate (PEM) that verifies the server, for https-digest")
     command.add_argument("--json", action="store_true", help="print the result as JSON")
-    command.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    profile = _profile(args)
+    profile = ue_profile(args)
     outcome = asyncio.run(_run(profile, deregister=args.ue_command == "deregister"))
 
     if args.json:
@@ -116,7 +126,8 @@ async def _run(profile: UeProfile, *, deregister: bool) -> RegistrationOutcome:
         return await register_ue(http, profile, usim)
 
 
-def _profile(args: argparse.Namespace) -> UeProfile:
+def ue_profile(args: argparse.Namespace) -> UeProfile:
+    """Build the UE profile from --config and the options that override its keys."""
     document = _read_config(args.config) if args.config else {}
     server = document.get("server")
     if args.config and isinstance(server, dict) and isinstance(server.get("ca_file"), str):

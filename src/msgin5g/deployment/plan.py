@@ -2,10 +2,13 @@
 
 A plan has N UEs that must register, one UE that asks for a UE service ID
 associated with another UE (authorization must reject it), and one UE whose
-USIM holds a wrong K (primary authentication must fail).
+USIM holds a wrong K (primary authentication must fail). It also has a Gateway
+UE with its constrained devices (all associated with the gateway but one), and
+one UE that stays offline until a message waits for it.
 """
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,7 +33,11 @@ SQN_PATTERN = re.compile(r"[0-9A-Fa-f]{12}")
 CONFIG_KEYS = {
     "home_network", "server_fqdn", "external_server_fqdn", "k_af_lifetime_seconds",
     "supi_prefix", "gpsi_prefix", "ue_service_id_format", "routing_indicator", "credentials",
+    "gateway",
 }
+GATEWAY_KEYS = {"ue_service_id", "device_service_id_format", "devices", "application_id"}
+MAX_GATEWAY_DEVICES = 100
+DEVICE_PSK_OCTETS = 16
 
 
 class PlanError(ValueError):
@@ -55,6 +62,27 @@ class PlannedUe:
 
 
 @dataclass(frozen=True)
+class PlannedDevice:
+    """One constrained UE behind the Gateway UE, with its local-link PSK."""
+
+    device_id: str
+    ue_service_id: str
+    application_id: str
+    psk: bytes = field(repr=False)
+    urgency: str
+    expected: str
+    expected_cause: str | None
+
+
+@dataclass(frozen=True)
+class PlannedGateway:
+    """The Gateway UE: a UE of its own, and the devices it registers in bulk."""
+
+    ue: PlannedUe
+    devices: list[PlannedDevice]
+
+
+@dataclass(frozen=True)
 class DemoPlan:
     """Subscribers and associations to provision, and the UEs to run."""
 
@@ -67,6 +95,9 @@ class DemoPlan:
     subscribers: list[dict[str, Any]] = field(repr=False)
     associations: list[dict[str, str]]
     ues: list[PlannedUe] = field(repr=False)
+    gateway: PlannedGateway | None = field(default=None, repr=False)
+    # Provisioned and associated, but registers only after a message waits for it.
+    offline_ue: PlannedUe | None = field(default=None, repr=False)
 
     def provisioning_document(self) -> dict[str, Any]:
         """Return the document that `msgin5g provision` takes."""
@@ -116,6 +147,8 @@ def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
         builder.add_ue(number, REGISTERED, None, via="nef" if via_nef else "aanf")
     builder.add_ue(ue_count + 1, REJECTED, "UE_SERVICE_ID_NOT_ASSOCIATED", claim_service_of=1)
     builder.add_ue(ue_count + 2, FAILED, "MAC_FAILURE", wrong_k=True)
+    offline_ue = builder.add_ue(ue_count + 3, REGISTERED, None, listed=False)
+    gateway = builder.add_gateway(ue_count + 4, _gateway_settings(config))
 
     return DemoPlan(
         mcc=mcc,
@@ -127,6 +160,8 @@ def _build_plan(config: dict[str, Any], ue_count: int) -> DemoPlan:
         subscribers=builder.subscribers,
         associations=builder.associations,
         ues=builder.ues,
+        gateway=gateway,
+        offline_ue=offline_ue,
     )
 
 
@@ -155,7 +190,9 @@ class _PlanBuilder:
         claim_service_of: int | None = None,
         wrong_k: bool = False,
         via: str = "aanf",
-    ) -> None:
+        listed: bool = True,
+        ue_service_id: str | None = None,
+    ) -> PlannedUe:
         # NOTE: with more UEs than test sets, the credentials repeat under
         # other SUPIs; that is harmless in a test network and keeps every K public.
         credential = self.credentials[(number - 1) % len(self.credentials)]
@@ -177,11 +214,12 @@ class _PlanBuilder:
         # Behind the NEF the server learns the GPSI, never the SUPI, so the CM
         # server associates that UE's service ID with its GPSI.
         ue_id = gpsi if via == "nef" else supi
-        self.associations.append({"ue_service_id": self.service_id(number), "ue_id": ue_id})
+        own_service_id = ue_service_id or self.service_id(number)
+        self.associations.append({"ue_service_id": own_service_id, "ue_id": ue_id, "relation": "own"})
 
         usim_k = bytes([k[0] ^ 0x01]) + k[1:] if wrong_k else k
-        requested = self.service_id(claim_service_of or number)
-        self.ues.append(PlannedUe(
+        requested = self.service_id(claim_service_of) if claim_service_of else own_service_id
+        planned = PlannedUe(
             label=f"ue-{number:03d}",
             supi=supi,
             k=usim_k,
@@ -189,9 +227,38 @@ class _PlanBuilder:
             ue_service_id=requested,
             expected=expected,
             expected_cause=expected_cause,
-            profile=SECURITY_PROFILES[(number - 1) % len(SECURITY_PROFILES)],
+            profile=SECURITY_PROFILES[(number - 1) % len(SECURITY_PROFILES)] if listed else PROFILE_TLS13,
             via=via,
-        ))
+        )
+        if listed:
+            self.ues.append(planned)
+        return planned
+
+    def add_gateway(self, number: int, settings: dict[str, Any]) -> PlannedGateway:
+        """Add the Gateway UE and its devices; the last device is not associated with it."""
+        gateway_ue = self.add_ue(
+            number, REGISTERED, None, listed=False, ue_service_id=settings["ue_service_id"]
+        )
+        devices = []
+        count = settings["devices"]
+        for index in range(1, count + 2):
+            service_id = settings["device_service_id_format"].format(n=index)
+            authorized = index <= count
+            if authorized:
+                self.associations.append(
+                    {"ue_service_id": service_id, "ue_id": gateway_ue.supi, "relation": "gateway"}
+                )
+            devices.append(PlannedDevice(
+                device_id=f"device-{index:03d}",
+                ue_service_id=service_id,
+                application_id=settings["application_id"],
+                psk=secrets.token_bytes(DEVICE_PSK_OCTETS),
+                # One device asks to be registered at once; the others are bulked.
+                urgency="URGENT" if index == 1 else "NORMAL",
+                expected=REGISTERED if authorized else REJECTED,
+                expected_cause=None if authorized else "UE_SERVICE_ID_NOT_ASSOCIATED",
+            ))
+        return PlannedGateway(ue=gateway_ue, devices=devices)
 
 
 def _credentials(config: dict[str, Any]) -> list[dict[str, str]]:
@@ -207,6 +274,30 @@ def _credentials(config: dict[str, Any]) -> list[dict[str, str]]:
         if "sqn" in entry and not SQN_PATTERN.fullmatch(str(entry["sqn"])):
             raise PlanError(f"invalid credentials[{index}].sqn: use 12 hexadecimal digits (6 octets)")
     return credentials
+
+
+def _gateway_settings(config: dict[str, Any]) -> dict[str, Any]:
+    settings = config.get("gateway")
+    if not isinstance(settings, dict):
+        raise PlanError(
+            "missing gateway in the demo configuration: add {ue_service_id, "
+            "device_service_id_format, devices, application_id}"
+        )
+    unknown = sorted(str(key) for key in settings if key not in GATEWAY_KEYS)
+    if unknown:
+        raise PlanError(f"unknown key gateway.{unknown[0]}: known keys are " + ", ".join(sorted(GATEWAY_KEYS)))
+    for key in sorted(GATEWAY_KEYS):
+        _required(settings, key, f"gateway.{key}")
+
+    devices = settings["devices"]
+    if not isinstance(devices, int) or isinstance(devices, bool) or not 1 <= devices <= MAX_GATEWAY_DEVICES:
+        raise PlanError(f"invalid gateway.devices {devices!r}: use a whole number from 1 to {MAX_GATEWAY_DEVICES}")
+    if "{n" not in str(settings["device_service_id_format"]):
+        raise PlanError(
+            "invalid gateway.device_service_id_format: include {n} (or {n:03d}) so that each "
+            "device gets its own UE service ID"
+        )
+    return {key: settings[key] if key == "devices" else str(settings[key]) for key in GATEWAY_KEYS}
 
 
 def _lifetime(config: dict[str, Any]) -> int:

@@ -38,18 +38,24 @@ class ServiceProcess:
 
 
 async def start_service(
-    name: str, config_path: Path, log_dir: Path, *, service: str | None = None
+    name: str,
+    config_path: Path,
+    log_dir: Path,
+    *,
+    service: str | None = None,
+    command: tuple[str, ...] | None = None,
 ) -> ServiceProcess:
     """Start `msgin5g serve SERVICE --config CONFIG` and wait until it is ready.
 
     NAME labels this instance (SERVICE defaults to it), so that two instances
-    of one service can run side by side. Its stderr (the service log) goes to
-    LOG_DIR/NAME.log.
+    of one service can run side by side. COMMAND replaces `serve SERVICE` for a
+    process with its own subcommand, such as `gateway run`. Its stderr (the
+    service log) goes to LOG_DIR/NAME.log.
     """
     service = service or name
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log_file:
-        process = await _spawn(service, config_path, log_file)
+        process = await _spawn(command or ("serve", service), config_path, log_file)
 
     try:
         event = await asyncio.wait_for(_read_ready_event(service, process), READY_TIMEOUT_SECONDS)
@@ -71,14 +77,14 @@ async def start_service(
     )
 
 
-async def _spawn(name: str, config_path: Path, log_file) -> asyncio.subprocess.Process:
+async def _spawn(command: tuple[str, ...], config_path: Path, log_file) -> asyncio.subprocess.Process:
     """Start the process; if cancelled meanwhile, wait for it to exist, stop it and re-raise.
 
     Without this, a cancellation between fork and return would leave a
     process running that no caller can stop.
     """
     spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        sys.executable, "-m", "msgin5g", "serve", name, "--config", str(config_path),
+        sys.executable, "-m", "msgin5g", *command, "--config", str(config_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=log_file,
         stdin=asyncio.subprocess.DEVNULL,
