@@ -461,3 +461,39 @@ def test_both_modes_offered_establishes():
 
     assert set(engine.client_hello.psk_key_exchange_modes) == {0, 1}
     assert engine.state is State.ESTABLISHED
+
+
+def test_shared_context_routes_psk_per_engine():
+    # Two connections on one listener context, their handshake steps interleaved:
+    # each must get only its own K_AF (the second client holds a different key).
+    shared = tls13_psk.SharedServerContext()
+    table = KafTable()
+    other_a_kid, other_k_af = A_KID.replace("AAAA", "BBBB"), bytes(range(32, 64))
+    table.keys = {A_KID: K_AF, other_a_kid: other_k_af}
+    first = Tls13PskServer(table.lookup, shared_context=shared)
+    second = Tls13PskServer(table.lookup, shared_context=shared)
+    first_client, second_client = akma_client(), akma_client(other_a_kid, other_k_af)
+
+    first.receive_data(first_client.step())
+    second.receive_data(second_client.step())
+    second.resume()
+    first.resume()
+    for engine, client in ((second, second_client), (first, first_client)):
+        client.feed(engine.data_to_send())
+        engine.receive_data(client.step())
+
+    assert first.state is State.ESTABLISHED
+    assert second.state is State.ESTABLISHED
+    assert first.a_kid == A_KID
+    assert second.a_kid == other_a_kid
+
+
+def test_shared_context_declines_outside_handshake():
+    shared = tls13_psk.SharedServerContext()
+
+    assert shared._psk_server_callback(AKMA_IDENTITY_PREFIX.decode() + A_KID) == b""
+
+
+def test_shared_context_rejects_other_psk_ke_mode():
+    with pytest.raises(ValueError, match="allow_psk_ke"):
+        Tls13PskServer(KafTable().lookup, allow_psk_ke=True, shared_context=tls13_psk.SharedServerContext())

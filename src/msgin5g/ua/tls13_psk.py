@@ -28,10 +28,11 @@ SSL_OP_ALLOW_NO_DHE_KEX, which CPython does not name.
 (`ua.tls12_psk`) share: the events, the states, application data and failures.
 """
 
+import contextlib
 import dataclasses
 import enum
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from msgin5g.crypto.akma import UA_TLS13
 
@@ -474,10 +475,14 @@ class Tls13PskServer(PskServerEngine):
         *,
         max_client_hello_size: int = DEFAULT_MAX_CLIENT_HELLO_SIZE,
         allow_psk_ke: bool = False,
+        shared_context: "SharedServerContext | None" = None,
     ) -> None:
         super().__init__(max_client_hello_size=max_client_hello_size)
         self._psk_lookup = psk_lookup
         self._allow_psk_ke = allow_psk_ke
+        if shared_context is not None and shared_context.allow_psk_ke != allow_psk_ke:
+            raise ValueError("the shared context's allow_psk_ke differs from the engine's")
+        self._shared_context = shared_context
 
     def resume(self) -> list[Event]:
         """Hand the buffered octets to OpenSSL; K_AF must now be in the cache."""
@@ -502,20 +507,23 @@ class Tls13PskServer(PskServerEngine):
         return [KafNeeded(a_kid=self._a_kid, server_name=client_hello.server_name)]
 
     def _start_ssl_object(self) -> None:
-        # One context per connection, so that its PSK callback returns K_AF only for the
-        # identity of this connection's ClientHello and records that K_AF keyed the session.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        context.maximum_version = ssl.TLSVersion.TLSv1_3
-        context.num_tickets = 0
-        if self._allow_psk_ke:
-            context.options |= OP_ALLOW_NO_DHE_KEX
-        context.set_alpn_protocols([ALPN_COAP])
-        context.set_psk_server_callback(self._psk_server_callback)
+        # Either way the PSK callback reaches this engine only, so it returns K_AF only for
+        # the identity of this connection's ClientHello and records that K_AF keyed the session.
+        if self._shared_context is not None:
+            context = self._shared_context.context
+        else:
+            context = _server_context(self._allow_psk_ke)
+            context.set_psk_server_callback(self._psk_server_callback)
 
         self._ssl_object = context.wrap_bio(
             self._incoming_bio, self._outgoing_bio, server_side=True
         )
+
+    def _advance_handshake(self) -> list[Event]:
+        if self._shared_context is None:
+            return super()._advance_handshake()
+        with self._shared_context.serving(self):
+            return super()._advance_handshake()
 
     def _psk_server_callback(self, identity: str | None) -> bytes:
         # Called by OpenSSL during do_handshake(); an empty result declines the identity.
@@ -539,6 +547,51 @@ class Tls13PskServer(PskServerEngine):
         )
         failed = self._fail(text, plaintext_alert_in(self._outgoing), send_alert=False)
         return [dataclasses.replace(failed[0], binder_mismatch=True, key_mismatch=True)]
+
+
+def _server_context(allow_psk_ke: bool) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.num_tickets = 0
+    if allow_psk_ke:
+        context.options |= OP_ALLOW_NO_DHE_KEX
+    context.set_alpn_protocols([ALPN_COAP])
+    return context
+
+
+class SharedServerContext:
+    """One SSLContext for every connection of a listener, which saves building one per handshake.
+
+    Python's PSK server callback receives only the identity, not the connection,
+    so the context routes it to the engine whose `do_handshake()` is running.
+    That is safe because the engines run on one event-loop thread and
+    `do_handshake()` is synchronous: no other engine's handshake step can run
+    in between. Outside `serving()` the callback declines every identity.
+    """
+
+    def __init__(self, *, allow_psk_ke: bool = False) -> None:
+        self.allow_psk_ke = allow_psk_ke
+        self.context = _server_context(allow_psk_ke)
+        self.context.set_psk_server_callback(self._psk_server_callback)
+        self._current: Tls13PskServer | None = None
+
+    @contextlib.contextmanager
+    def serving(self, engine: "Tls13PskServer") -> Iterator[None]:
+        """Route the PSK callback to `engine` while the block runs."""
+        if self._current is not None:
+            raise EngineStateError("a TLS 1.3 handshake step is already running on this context")
+        self._current = engine
+        try:
+            yield
+        finally:
+            self._current = None
+
+    def _psk_server_callback(self, identity: str | None) -> bytes:
+        engine = self._current
+        if engine is None:
+            return b""
+        return engine._psk_server_callback(identity)
 
 
 def plaintext_alert_in(data: bytes) -> AlertDescription | None:
