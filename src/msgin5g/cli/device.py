@@ -11,12 +11,14 @@ import argparse
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from msgin5g.cli.errors import UsageError
 from msgin5g.gateway.config import GatewayConfigError, parse_psk_hex
 from msgin5g.gateway.device import DeviceClient, DeviceError, DeviceResult
+from msgin5g.service.messages import format_time
 
 OUTCOMES = {
     "register": "registered",
@@ -60,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--store-and-forward", action="store_true",
         help="let the server store the message while the recipient is offline"
     )
-    send.add_argument("--expiry", help="RFC 3339 time until which a stored message is kept")
+    send.add_argument("--expiry", type=float, help="seconds a stored message waits for its recipient (with --store-and-forward)")
 
     fetch = _add_command(commands, "fetch", "fetch the messages the gateway queued for this device")
     fetch.add_argument(
@@ -99,6 +101,11 @@ def run_command(args: argparse.Namespace) -> int:
     psk = None if args.plain else _psk(args)
     if getattr(args, "max_items", None) is not None and not 1 <= args.max_items <= 100:
         raise UsageError(f"invalid --max-items {args.max_items}: use 1 to 100")
+    if getattr(args, "expiry", None) is not None:
+        if not args.store_and_forward:
+            raise UsageError("--expiry applies to stored messages: add --store-and-forward")
+        if args.expiry <= 0:
+            raise UsageError(f"invalid --expiry {args.expiry}: use a number of seconds above 0")
 
     started = time.perf_counter()
     outcome, result, cause, detail = asyncio.run(_run(args, host, port, psk))
@@ -143,7 +150,7 @@ async def _request(args: argparse.Namespace, client: DeviceClient) -> DeviceResu
     if command == "send":
         return await client.send(
             args.to, args.payload, msg_id=args.msg_id, delivery_report=args.delivery_report,
-            store_and_forward=args.store_and_forward, expiry=args.expiry,
+            store_and_forward=args.store_and_forward, expiry=_expiry_time(args.expiry),
         )
     result = await client.fetch(args.ack, args.max_items)
     if args.ack_received and result.accepted and result.items:
@@ -151,6 +158,12 @@ async def _request(args: argparse.Namespace, client: DeviceClient) -> DeviceResu
         if not acked.accepted:
             return acked
     return result
+
+
+def _expiry_time(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return format_time(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 def _print_outcome(

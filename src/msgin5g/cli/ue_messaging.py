@@ -2,7 +2,7 @@
 
 Both commands authenticate the UE (5G AKA, AKMA), open its secured session
 and register its UE service ID before they send or fetch. `send` prints the
-server's MSGRESP and, with --report, waits for the delivery report (IMDN) on
+server's MSGRESP and, with --delivery-report, waits for the delivery report (IMDN) on
 the message. `listen` prints every message and report that arrives, sends an
 IMDN for each message that asks for one, and stops after --duration seconds
 or --count items, or at Ctrl-C.
@@ -41,17 +41,18 @@ def add_send_command(commands: argparse._SubParsersAction, add_ue_options: AddOp
         description=(
             "Authenticate with 5G AKA, derive K_AF, register the UE service ID and send one "
             "MSG to --to. The exit status is 0 when the server accepted the message (queued "
-            "for a registered recipient, or stored for an offline one) and, with --report, a "
+            "for a registered recipient, or stored for an offline one) and, with "
+            "--delivery-report, a "
             "successful delivery report arrived; 1 otherwise."
         ),
     )
     add_ue_options(command)
     command.add_argument("--to", required=True, help="recipient UE service ID")
-    command.add_argument("--text", required=True, help=f"message payload, at most {MAX_PAYLOAD_CHARACTERS} characters")
+    command.add_argument("--payload", required=True, help=f"message text, at most {MAX_PAYLOAD_CHARACTERS} characters")
     command.add_argument("--msg-id", help="message ID (default: a random one)")
     command.add_argument(
-        "--report", action="store_true",
-        help="request a delivery status report (IMDN) and wait for it (see --wait)",
+        "--delivery-report", action="store_true",
+        help="request a delivery report (IMDN) and wait for it (see --wait)",
     )
     command.add_argument(
         "--store-and-forward", action="store_true",
@@ -60,7 +61,7 @@ def add_send_command(commands: argparse._SubParsersAction, add_ue_options: AddOp
     command.add_argument("--expiry", type=float, help="seconds a stored message waits for its recipient (with --store-and-forward)")
     command.add_argument(
         "--wait", type=float, default=DEFAULT_REPORT_WAIT_SECONDS,
-        help=f"seconds to wait for the delivery report with --report (default {DEFAULT_REPORT_WAIT_SECONDS:.0f})",
+        help=f"seconds to wait for the delivery report with --delivery-report (default {DEFAULT_REPORT_WAIT_SECONDS:.0f})",
     )
     command.set_defaults(handler=_run_send)
     return command
@@ -102,14 +103,14 @@ def _run_send(args: argparse.Namespace) -> int:
     else:
         _print_send_report(report)
     succeeded = report["outcome"] == "accepted"
-    if args.report:
+    if args.delivery_report:
         succeeded = succeeded and report.get("delivery_report") == "REPT_DELY_SUCCESS"
     return 0 if succeeded else 1
 
 
 def _check_send_options(args: argparse.Namespace) -> None:
-    if len(args.text) > MAX_PAYLOAD_CHARACTERS:
-        raise UsageError(f"--text has {len(args.text)} characters: send at most {MAX_PAYLOAD_CHARACTERS}")
+    if len(args.payload) > MAX_PAYLOAD_CHARACTERS:
+        raise UsageError(f"--payload has {len(args.payload)} characters: send at most {MAX_PAYLOAD_CHARACTERS}")
     if args.expiry is not None:
         if not args.store_and_forward:
             raise UsageError("--expiry applies to stored messages: add --store-and-forward")
@@ -132,7 +133,7 @@ async def _send(profile: UeProfile, args: argparse.Namespace) -> dict[str, Any]:
                 f"REG of {profile.ue_service_id} before sending failed: {registration.detail}",
             )
         response = await session.send(
-            args.to, args.text, msg_id=msg_id, delivery_report=args.report,
+            args.to, args.payload, msg_id=msg_id, delivery_report=args.delivery_report,
             store_and_forward=args.store_and_forward, expiry_time=expiry,
         )
         report = {
@@ -144,7 +145,7 @@ async def _send(profile: UeProfile, args: argparse.Namespace) -> dict[str, Any]:
             "cause": response.cause.value if response.cause is not None else None,
             "detail": response.detail,
         }
-        if args.report and response.accepted:
+        if args.delivery_report and response.accepted:
             report["delivery_report"] = await _await_report(session, args.to, msg_id, args.wait)
         return report
 
