@@ -18,3 +18,6 @@ def shared_dir() -> Path:
 def vectors(shared_dir: Path) -> list[dict]:
     """Entries of the reference vector file, a JSON list of cases."""
     return json.loads((shared_dir / "vectors" / "vectors.json").read_text(encoding="utf-8"))
+
+# Redis servers for the store tests (tests/redis_servers.py).
+pytest_plugins = ["redis_servers"]

@@ -10,7 +10,8 @@ from openapi_validation import h2c_client, openapi_validator, sbi_traffic, servi
 from msgin5g.crypto.akma import UA_TLS13, af_id, af_id_to_wire, format_a_kid, k_af
 from msgin5g.nf.aanf.app import aanf_app
 from msgin5g.nf.aanf.config import AanfConfig
-from msgin5g.nf.aanf.store import AkmaContext, SqliteAkmaContextStore
+from msgin5g.nf.aanf.redis_store import open_context_store
+from msgin5g.nf.aanf.store import AkmaContext
 
 SUPI = "imsi-001010000000001"
 AF_FQDN = "msgin5g.example.org"
@@ -36,8 +37,9 @@ async def start_aanf(config: AanfConfig, recorder):
 
 
 @pytest.fixture
-def config(tmp_path) -> AanfConfig:
-    return AanfConfig(database=tmp_path / "deployment.sqlite3")
+def config(tmp_path, store_selection) -> AanfConfig:
+    """The AAnF on each store backend: SQLite, single Redis and Redis Cluster."""
+    return AanfConfig(database=tmp_path / "deployment.sqlite3", store=store_selection)
 
 
 @pytest.fixture
@@ -206,7 +208,7 @@ async def test_malformed_a_kid_is_named(aanf):
 
 async def test_expired_context_answers_204(aanf, config):
     a_kid, now = new_a_kid(), time.time()
-    store = await SqliteAkmaContextStore.open(config.database)
+    store = await open_context_store(config.store, config.database)
     try:
         context = AkmaContext(a_kid, SUPI, None, os.urandom(32), expires_at=now - 1)
         await store.register(context, now=now - 10)

@@ -24,6 +24,9 @@ from msgin5g.nf.ausf.config import AusfConfig, HomeNetwork
 from msgin5g.nf.config import Peer
 from msgin5g.nf.udm.app import udm_app
 from msgin5g.nf.udm.config import UdmConfig
+from msgin5g.nf.udm.redis_store import RedisSubscriberStore
+from msgin5g.nf.udm.store import SqliteSubscriberStore
+from msgin5g.store.redis import RedisConnection, StoreSelection
 
 SUPI = "imsi-001010000000001"
 SUPI_WITHOUT_AKMA = "imsi-001010000000002"
@@ -90,16 +93,32 @@ def closed_port_uri() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-async def start_core(resources: AsyncExitStack, tmp_path, recorder, **ausf_options) -> Core:
-    """Start UDM, AAnF and AUSF in this process, wired by their real URIs."""
+async def copy_subscribers_to_redis(database, store: StoreSelection) -> None:
+    """Provision the Redis store with the subscribers of the SQLite file."""
+    source = await SqliteSubscriberStore.open(database)
+    target = RedisSubscriberStore(await RedisConnection.open(store))
+    try:
+        for supi in (SUPI, SUPI_WITHOUT_AKMA):
+            await target.upsert(await source.find(supi))
+    finally:
+        await source.close()
+        await target.close()
+
+
+async def start_core(
+    resources: AsyncExitStack, tmp_path, recorder, store: StoreSelection = StoreSelection(), **ausf_options
+) -> Core:
+    """Start UDM, AAnF and AUSF in this process, wired by their real URIs, on the `store` backend."""
     database = provisioned_database(tmp_path)
-    udm = await resources.enter_async_context(udm_app(UdmConfig(database=database)))
+    if store.uses_redis:
+        await copy_subscribers_to_redis(database, store)
+    udm = await resources.enter_async_context(udm_app(UdmConfig(database=database, store=store)))
     udm_uri = await resources.enter_async_context(serving(udm, recorder))
-    aanf = await resources.enter_async_context(aanf_app(AanfConfig(database=database)))
+    aanf = await resources.enter_async_context(aanf_app(AanfConfig(database=database, store=store)))
     aanf_uri = await resources.enter_async_context(serving(aanf, recorder))
 
     options = {"udm": Peer(uri=udm_uri), "aanf": Peer(uri=aanf_uri), **ausf_options}
-    config = AusfConfig(database=database, home_network=HomeNetwork(mcc=MCC, mnc=MNC), **options)
+    config = AusfConfig(database=database, store=store, home_network=HomeNetwork(mcc=MCC, mnc=MNC), **options)
     ausf = await resources.enter_async_context(ausf_app(config))
     ausf_uri = await resources.enter_async_context(serving(ausf, recorder))
 
@@ -113,6 +132,13 @@ async def start_core(resources: AsyncExitStack, tmp_path, recorder, **ausf_optio
 async def core(tmp_path, sbi_traffic):
     async with AsyncExitStack() as resources:
         yield await start_core(resources, tmp_path, sbi_traffic)
+
+
+@pytest.fixture
+async def core_on_each_backend(tmp_path, sbi_traffic, store_selection):
+    """UDM, AAnF and AUSF on each store backend: SQLite, single Redis and Redis Cluster."""
+    async with AsyncExitStack() as resources:
+        yield await start_core(resources, tmp_path, sbi_traffic, store_selection)
 
 
 async def start_authentication(ausf, supi: str = SUPI, **extra) -> tuple[str, dict]:
@@ -134,7 +160,8 @@ async def retrieve_k_af(aanf, a_kid: str):
     return await aanf.post(RETRIEVE, json={"afId": af_id_to_wire(AF_FQDN, UA_TLS13), "aKId": a_kid})
 
 
-async def test_5g_aka_then_aanf_k_af_matches_ue(core):
+async def test_5g_aka_then_aanf_k_af_matches_ue(core_on_each_backend):
+    core = core_on_each_backend
     ue, result = await authenticate(core.ausf)
 
     assert result["authResult"] == "AUTHENTICATION_SUCCESS"
@@ -160,7 +187,8 @@ async def test_created_context_shape(core):
     assert href.startswith(str(core.ausf.base_url).rstrip("/") + UE_AUTHENTICATIONS + "/")
 
 
-async def test_second_authentication_replaces_a_kid(core):
+async def test_second_authentication_replaces_a_kid(core_on_each_backend):
+    core = core_on_each_backend
     first, _ = await authenticate(core.ausf)
     second, _ = await authenticate(core.ausf)
 
@@ -285,7 +313,8 @@ async def test_unreachable_aanf_still_succeeds(tmp_path, sbi_traffic, caplog):
     assert "not registered at the AAnF" in caplog.text
 
 
-async def test_resynchronization_through_ausf(core):
+async def test_resynchronization_through_ausf(core_on_each_backend):
+    core = core_on_each_backend
     from msgin5g.crypto.milenage import f5_star
 
     _, challenge = await start_authentication(core.ausf)

@@ -31,7 +31,15 @@ async def core(tmp_path, sbi_traffic):
         yield await start_core(resources, tmp_path, sbi_traffic)
 
 
-async def test_deregister_removes_akma_context(core):
+@pytest.fixture
+async def core_on_each_backend(tmp_path, sbi_traffic, store_selection):
+    """UDM, AAnF and AUSF on each store backend: SQLite, single Redis and Redis Cluster."""
+    async with AsyncExitStack() as resources:
+        yield await start_core(resources, tmp_path, sbi_traffic, store_selection)
+
+
+async def test_deregister_removes_akma_context(core_on_each_backend):
+    core = core_on_each_backend
     ue, _ = await authenticate(core.ausf)
 
     response = await core.ausf.post(DEREGISTER, json={"supi": SUPI})
@@ -40,7 +48,8 @@ async def test_deregister_removes_akma_context(core):
     assert (await retrieve_k_af(core.aanf, ue.a_kid())).status_code == 204
 
 
-async def test_deregister_purges_pending_context(core):
+async def test_deregister_purges_pending_context(core_on_each_backend):
+    core = core_on_each_backend
     confirmation_uri, challenge = await start_authentication(core.ausf)
     ue = respond_to_challenge(challenge)
 
@@ -116,7 +125,8 @@ async def test_confirm_expired_context_404(tmp_path, sbi_traffic):
     assert response.status_code == 404
 
 
-async def test_confirm_used_context_404(core):
+async def test_confirm_used_context_404(core_on_each_backend):
+    core = core_on_each_backend
     confirmation_uri, challenge = await start_authentication(core.ausf)
     ue = respond_to_challenge(challenge)
     await core.ausf.put(confirmation_uri, json={"resStar": ue.res_star.hex()})

@@ -7,17 +7,28 @@ Each function reads one YAML file (free5GC and Open5GS style), for example:
 
 `port: 0` lets the system pick a free port; `msgin5g serve` prints the real
 URI. A relative `database` path is taken relative to the folder of the
-configuration file. Unknown keys are errors, so that a typo does not pass
+configuration file. An optional `store:` section selects Redis instead of
+the SQLite file (see `msgin5g.store.redis`); `database` is then optional. Unknown keys are errors, so that a typo does not pass
 silently.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from msgin5g.sbi.client import DEFAULT_TIMEOUT_SECONDS, check_base_uri
+from msgin5g.store.redis import REDIS_BACKENDS, StoreSelection, check_database_selected
 
 
 class ConfigError(Exception):
@@ -51,13 +62,43 @@ class NfConfig(ConfigModel):
     """The keys every network function has."""
 
     sbi: SbiBinding = SbiBinding()
-    database: Path
+    database: Path | None = None
+    store: StoreSelection = StoreSelection()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def name_missing_database(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return require_database(cls.__name__, data, handler)
+
+    @model_validator(mode="after")
+    def check_database(self) -> Self:
+        check_database_selected(self.database, self.store)
+        return self
+
+
+def require_database[M](model_name: str, data: Any, handler: ModelWrapValidatorHandler[M]) -> M:
+    """Report a missing `database` as a missing key, next to the other errors, unless the store is Redis."""
+    store = data.get("store") if isinstance(data, dict) else None
+    backend = store.get("backend") if isinstance(store, dict) else getattr(store, "backend", None)
+    if not isinstance(data, dict) or "database" in data or backend in REDIS_BACKENDS:
+        return handler(data)
+
+    missing = InitErrorDetails(type="missing", loc=("database",), input=data)
+    try:
+        handler(data)
+    except ValidationError as error:
+        details = [
+            InitErrorDetails(type=item["type"], loc=item["loc"], input=item["input"], ctx=item.get("ctx", {}))
+            for item in error.errors()
+        ]
+        raise ValidationError.from_exception_data(model_name, [missing, *details]) from None
+    raise ValidationError.from_exception_data(model_name, [missing])
 
 
 def load_config[C: BaseModel](path: Path | str, model: type[C]) -> C:
     """Read and validate a YAML configuration file; raise ConfigError when it is wrong.
 
-    MODEL has a `database` path, which is taken relative to the file's folder.
+    MODEL has a `database` path (or None), which is taken relative to the file's folder.
     """
     path = Path(path)
     document = read_yaml(path)
@@ -67,7 +108,7 @@ def load_config[C: BaseModel](path: Path | str, model: type[C]) -> C:
     except ValidationError as error:
         raise ConfigError(describe_errors(path, error)) from None
 
-    if not config.database.is_absolute():
+    if config.database is not None and not config.database.is_absolute():
         config = config.model_copy(update={"database": path.parent / config.database})
     return config
 

@@ -16,6 +16,11 @@ until shortly before it expires.
 continues; `KafProvider.lookup` is the synchronous, cache-only path used inside
 OpenSSL's PSK callback. The cache keeps each entry per (A-KID, AF_ID) until its
 expiry and drops it then, so an expired K_AF is fetched again.
+
+With a shared layer (`KafCache(shared=...)`, e.g. Redis), server instances
+share their K_AF entries: on a miss in its own dict, `obtain` first reads the
+shared layer and only then requests K_AF from the AAnF, and it writes what the
+AAnF returned to the shared layer. `lookup` reads the dict only, so it never waits for I/O.
 """
 
 import asyncio
@@ -71,21 +76,38 @@ class KafEntry:
         return now >= self.expiry.timestamp()
 
 
+class SharedKafLayer(Protocol):
+    """K_AF entries shared by server instances (second cache level), e.g. in Redis.
+
+    Both methods handle their own backend errors: `get` then returns None and
+    `put` stores nothing, so a failing layer only costs AAnF requests.
+    """
+
+    async def get(self, a_kid: str, af_id_value: bytes) -> KafEntry | None: ...
+
+    async def put(self, entry: KafEntry) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class KafCache:
     """K_AF entries per (A-KID, AF_ID), each dropped at its expiry.
 
     `clock` returns seconds since the epoch, as `time.time` does; expiries from the
     AAnF are absolute times, so the cache compares them with wall-clock time.
+    `shared`, when set, is the second level that other server instances also read.
     """
 
     def __init__(
         self,
         clock: Callable[[], float] = time.time,
         max_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+        shared: SharedKafLayer | None = None,
     ) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.clock = clock
+        self.shared = shared
         self._max_entries = max_entries
         self._entries: dict[tuple[str, bytes], KafEntry] = {}
 
@@ -108,6 +130,26 @@ class KafCache:
             # Dicts keep insertion order, so this drops the oldest entry.
             self._entries.pop(next(iter(self._entries)))
         self._entries[(entry.a_kid, entry.af_id)] = entry
+
+    async def load_shared(self, a_kid: str, af_id_value: bytes) -> KafEntry | None:
+        """Copy a live entry from the shared layer into the dict and return it (async path only)."""
+        if self.shared is None:
+            return None
+        entry = await self.shared.get(a_kid, af_id_value)
+        if entry is None or entry.expired(self.clock()):
+            return None
+        self.put(entry)
+        return entry
+
+    async def share(self, entry: KafEntry) -> None:
+        """Write the entry to the shared layer, when there is one."""
+        if self.shared is not None:
+            await self.shared.put(entry)
+
+    async def aclose(self) -> None:
+        """Close the shared layer's connection, when there is one."""
+        if self.shared is not None:
+            await self.shared.aclose()
 
     def _drop_expired(self) -> None:
         now = self.clock()
@@ -352,6 +394,11 @@ class KafProvider:
             task.exception()  # Marks the exception as retrieved when no caller is left.
 
     async def _fetch(self, a_kid: str, ua_protocol_id: bytes) -> KafEntry | None:
+        shared = await self.cache.load_shared(a_kid, af_id(self.fqdn, ua_protocol_id))
+        if shared is not None:
+            logger.debug("K_AF for A-KID %s came from the shared cache", a_kid)
+            return shared
+
         entry = await self._aanf.retrieve_application_key(a_kid, self.fqdn, ua_protocol_id)
         if entry is None:
             logger.debug("AAnF has no AKMA context for A-KID %s", a_kid)
@@ -360,6 +407,7 @@ class KafProvider:
         if entry.expired(self.cache.clock()):
             raise AanfError(f"AAnF returned a K_AF that expired at {entry.expiry.isoformat()}")
         self.cache.put(entry)
+        await self.cache.share(entry)
         logger.debug(
             "cached K_AF for A-KID %s, UE ID %s, until %s", a_kid, entry.ue_id, entry.expiry.isoformat()
         )

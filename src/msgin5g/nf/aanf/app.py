@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from msgin5g.nf.aanf.api import aanf_routes
 from msgin5g.nf.aanf.config import AanfConfig, load_aanf_config
 from msgin5g.nf.aanf.processor import AanfProcessor
-from msgin5g.nf.aanf.store import SqliteAkmaContextStore
+from msgin5g.nf.aanf.redis_store import open_context_store
 from msgin5g.nf.runner import ReadyCallback, serve_nf
 from msgin5g.sbi.app import create_app
 from msgin5g.sbi.oauth import TokenVerifier
@@ -19,7 +19,7 @@ from msgin5g.sbi.oauth import TokenVerifier
 @asynccontextmanager
 async def aanf_app(config: AanfConfig) -> AsyncIterator[Starlette]:
     """Open the AKMA context store and yield the AAnF application; close the store on exit."""
-    store = await SqliteAkmaContextStore.open(config.database)
+    store = await open_context_store(config.store, config.database)
     try:
         processor = AanfProcessor(
             store,

@@ -11,7 +11,7 @@ from msgin5g.nf.ausf.api import ausf_routes
 from msgin5g.nf.ausf.config import AusfConfig, load_ausf_config
 from msgin5g.nf.ausf.consumer import AanfConsumer, UdmConsumer
 from msgin5g.nf.ausf.processor import AusfProcessor
-from msgin5g.nf.ausf.store import SqliteAuthContextStore
+from msgin5g.nf.ausf.redis_store import open_auth_context_store
 from msgin5g.nf.config import Peer
 from msgin5g.nf.runner import ReadyCallback, serve_nf
 from msgin5g.sbi.app import create_app
@@ -22,7 +22,7 @@ from msgin5g.sbi.client import SbiClient
 async def ausf_app(config: AusfConfig) -> AsyncIterator[Starlette]:
     """Open the store and the SBI clients and yield the AUSF application; close them on exit."""
     async with AsyncExitStack() as resources:
-        store = await SqliteAuthContextStore.open(config.database)
+        store = await open_auth_context_store(config.store, config.database)
         resources.push_async_callback(store.close)
         udm = UdmConsumer(await resources.enter_async_context(client_for(config.udm)))
 

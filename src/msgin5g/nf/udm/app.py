@@ -11,14 +11,14 @@ from msgin5g.nf.runner import ReadyCallback, serve_nf
 from msgin5g.nf.udm.api import udm_routes
 from msgin5g.nf.udm.config import UdmConfig, load_udm_config
 from msgin5g.nf.udm.processor import UdmProcessor
-from msgin5g.nf.udm.store import SqliteSubscriberStore
+from msgin5g.nf.udm.redis_store import open_subscriber_store
 from msgin5g.sbi.app import create_app
 
 
 @asynccontextmanager
 async def udm_app(config: UdmConfig) -> AsyncIterator[Starlette]:
     """Open the subscriber store and yield the UDM application; close the store on exit."""
-    store = await SqliteSubscriberStore.open(config.database)
+    store = await open_subscriber_store(config.store, config.database)
     try:
         yield create_app(udm_routes(UdmProcessor(store)))
     finally:
