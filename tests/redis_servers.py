@@ -1,14 +1,18 @@
 """Redis servers for the tests: one single instance and one three-master cluster.
 
 A pytest plugin (loaded from conftest.py). The session fixture `redis_servers`
-starts its own `redis-server` processes on free loopback ports in a temporary
-folder, the first time a test asks for it, and stops them when the session
-ends. Under pytest-xdist each worker process starts its own set. Tests share
-the servers, so each test uses its own key prefix (`store_selection`).
+uses the servers that MSGIN5G_TEST_REDIS_URL and MSGIN5G_TEST_REDIS_CLUSTER
+(comma-separated HOST:PORT nodes) name, as `.ci/run` starts them with
+scripts/redis-test-servers. Without them it starts its own `redis-server`
+processes on free loopback ports in a temporary folder, the first time a
+test asks for it, and stops them when the session ends; under pytest-xdist
+each worker process starts its own set. Tests share the servers, so each
+test uses its own key prefix (`store_selection`).
 
 A missing `redis-server` fails the tests with the command that installs it.
 """
 
+import os
 import shutil
 import socket
 import subprocess
@@ -132,6 +136,11 @@ def stop(processes: list[subprocess.Popen]) -> None:
 @pytest.fixture(scope="session")
 def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServers]:
     """Start one Redis and a three-master Redis Cluster on loopback; stop them at the end."""
+    external = _servers_from_environment()
+    if external is not None:
+        yield external
+        return
+
     binary = require_binary("redis-server")
     cli = require_binary("redis-cli")
     folder = tmp_path_factory.mktemp("redis")
@@ -151,6 +160,20 @@ def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
         )
     finally:
         stop(processes)
+
+
+def _servers_from_environment() -> RedisServers | None:
+    url = os.environ.get("MSGIN5G_TEST_REDIS_URL")
+    nodes = os.environ.get("MSGIN5G_TEST_REDIS_CLUSTER")
+    if not url and not nodes:
+        return None
+    if not url or not nodes:
+        pytest.fail(
+            "set both MSGIN5G_TEST_REDIS_URL and MSGIN5G_TEST_REDIS_CLUSTER, or neither "
+            "(scripts/redis-test-servers start prints both)",
+            pytrace=False,
+        )
+    return RedisServers(single_url=url, cluster_nodes=tuple(node.strip() for node in nodes.split(",")))
 
 
 @pytest.fixture(params=BACKENDS)
