@@ -75,6 +75,7 @@ async def messaging_listener(
     *,
     database: Path | None = None,
     config: MessagingConfig = FAST_EXPIRY,
+    max_message_size: int = Limits().max_message_size,
 ) -> AsyncIterator[MessagingListener]:
     """Run the listener of `profile` with REG, DEREG, MSG, IMDN and INBOX on `database`."""
     database = database or tmp_path / "server.sqlite"
@@ -88,8 +89,7 @@ async def messaging_listener(
         router.add_routes(messaging.routes())
         messaging.start()
 
-        # Max-Message-Size above the default, so that a MSG with the largest payload fits.
-        limits = Limits(handshake_timeout=10, max_message_size=16384)
+        limits = Limits(handshake_timeout=10, max_message_size=max_message_size)
         options = {"kaf": kaf, "service": router, "limits": limits}
         listener, ca_file = await _start_listener(tmp_path, profile, options)
         port = int(listener.uri.rsplit(":", 1)[1])

@@ -74,7 +74,7 @@ async def test_send_with_delivery_report_to_listener(plan, deployment):
     assert report["delivery_report"] == "REPT_DELY_SUCCESS"
     assert listener.returncode == 0, errors
     assert f"from {sender.ue_service_id} to {recipient.ue_service_id}: meter reading 42" in output
-    assert "stopped after 1 item(s)" in errors
+    assert "stopped after --count 1 with 1 item" in errors
 
 
 async def test_send_to_offline_ue_is_stored(plan, deployment):
@@ -111,9 +111,30 @@ async def test_send_to_offline_ue_without_store_and_forward_rejected(plan, deplo
     assert json.loads(sent.stdout)["cause"] == "RECIPIENT_NOT_REGISTERED"
 
 
+async def test_rejection_hint_names_cli_option(plan, deployment):
+    sent = msgin5g(
+        "ue", "send", *ue_arguments(plan, deployment, plan.ues[0]), "--to", "msgin5g-ue-999", "--payload", "hello",
+    )
+
+    assert sent.returncode == 1
+    assert "hint: add --store-and-forward" in sent.stdout
+
+
+async def test_max_payload_fits_when_escaped(plan, deployment):
+    # JSON escapes each of these characters as \u0001 (6 octets): the MSG still fits.
+    sent = msgin5g(
+        "ue", "send", *ue_arguments(plan, deployment, plan.ues[0]), "--json",
+        "--to", plan.ues[1].ue_service_id, "--payload", "\x01" * 8192,
+    )
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert json.loads(sent.stdout)["status"] == "DELY_QUEUED"
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        (["--msg-id", "bad id"], "invalid --msg-id 'bad id'"),
         (["--expiry", "60"], "add --store-and-forward"),
         (["--store-and-forward", "--expiry", "0"], "invalid --expiry 0"),
         (["--wait", "0"], "invalid --wait 0"),

@@ -308,8 +308,8 @@ def test_oversized_message_aborts():
 def test_send_checks_peer_max_message_size():
     client, server = connected_pair()
 
-    with pytest.raises(ValueError, match="exceeds the peer's Max-Message-Size of 8192"):
-        client.send_message(request(b"x" * 9000))
+    with pytest.raises(ValueError, match="exceeds the peer's Max-Message-Size of 65536"):
+        client.send_message(request(b"x" * 70000))
 
 
 def test_critical_csm_option_aborts():

@@ -15,6 +15,7 @@ from msgin5g.service.channel import exchange_over_tls13
 from msgin5g.service.client import DEREGISTERED, REGISTERED
 from msgin5g.service.config import MessagingConfig
 from msgin5g.service.messages import Cause, DeliveryStatus, MessageType, Operation, ReportStatus
+from msgin5g.service.messaging_client import MessagingError
 from msgin5g.service.profiles import run
 
 POLL_LIMIT_SECONDS = 10.0
@@ -572,3 +573,18 @@ async def test_configured_server_serves_messaging(tmp_path, stubs):
     granted = datetime.fromisoformat(sent.document["exprTime"])
     assert sent.status is DeliveryStatus.DELY_STORED
     assert granted <= datetime.now(UTC) + timedelta(seconds=120)
+
+
+@pytest.mark.parametrize("profile", ["psk-tls1.3", "https-digest"])
+async def test_message_over_server_limit_reported(tmp_path, stubs, profile):
+    aanf, aanf_uri, cm_uri = stubs
+    async with (
+        messaging_listener(tmp_path, profile, aanf_uri, cm_uri, max_message_size=2048) as listener,
+        ue_session(aanf, listener, 1, "ue-a") as sender,
+    ):
+        await registered(sender)
+        with pytest.raises(MessagingError) as raised:
+            await sender.send("ue-b", "x" * 4000)
+
+    assert raised.value.cause == "MESSAGE_TOO_LARGE"
+    assert "too large" in raised.value.detail or "exceeds" in raised.value.detail

@@ -20,7 +20,7 @@ from typing import Any
 
 from msgin5g.cli.errors import UsageError
 from msgin5g.service.client import new_http_client
-from msgin5g.service.messages import DeliveryStatus, InboxItem, MessageType
+from msgin5g.service.messages import DeliveryStatus, InboxItem, MessageType, invalid_msg_id
 from msgin5g.service.messaging_client import MessagingError, MessagingSession, new_msg_id
 from msgin5g.service.ue_profile import UeProfile
 from msgin5g.service.usim import Usim
@@ -32,6 +32,12 @@ MAX_EXPIRY_SECONDS = 7 * 24 * 3600
 
 # Adds the options that build a UE profile; the parser's `build_profile` default builds it.
 AddOptions = Callable[[argparse.ArgumentParser], None]
+
+# What a CLI user changes for a rejection whose server detail names JSON members.
+CAUSE_HINTS = {
+    "RECIPIENT_NOT_REGISTERED": "hint: add --store-and-forward to let the server keep it until the recipient registers",
+    "ORIGINATOR_NOT_REGISTERED": "hint: check --ue-service-id; it must be a UE service ID associated with this UE",
+}
 
 
 def add_send_command(commands: argparse._SubParsersAction, add_ue_options: AddOptions) -> argparse.ArgumentParser:
@@ -118,6 +124,8 @@ def _check_send_options(args: argparse.Namespace) -> None:
             raise UsageError(f"invalid --expiry {args.expiry}: use more than 0 and at most {MAX_EXPIRY_SECONDS} seconds")
     if args.wait <= 0:
         raise UsageError(f"invalid --wait {args.wait}: use more than 0 seconds")
+    if args.msg_id is not None and (reason := invalid_msg_id(args.msg_id)) is not None:
+        raise UsageError(f"invalid --msg-id {args.msg_id!r}: {reason}")
 
 
 async def _send(profile: UeProfile, args: argparse.Namespace) -> dict[str, Any]:
@@ -146,12 +154,16 @@ async def _send(profile: UeProfile, args: argparse.Namespace) -> dict[str, Any]:
             "detail": response.detail,
         }
         if args.delivery_report and response.accepted:
-            report["delivery_report"] = await _await_report(session, args.to, msg_id, args.wait)
+            imdn = await _await_report(session, args.to, msg_id, args.wait)
+            report["delivery_report"] = imdn.get("delivSt") if imdn else None
+            report["failure_cause"] = imdn.get("failureCause") if imdn else None
         return report
 
 
-async def _await_report(session: MessagingSession, recipient: str, msg_id: str, wait: float) -> str | None:
-    """Fetch until the IMDN on `msg_id` arrives or `wait` seconds pass; return its delivSt."""
+async def _await_report(
+    session: MessagingSession, recipient: str, msg_id: str, wait: float
+) -> dict[str, Any] | None:
+    """Fetch until the IMDN on `msg_id` arrives or `wait` seconds pass; return the IMDN."""
     deadline = time.monotonic() + wait
     acks: list[str] = []
     while True:
@@ -161,7 +173,7 @@ async def _await_report(session: MessagingSession, recipient: str, msg_id: str, 
             message = item.message
             if item.message_type is MessageType.IMDN and message.get("msgId") == msg_id and message.get("oriAddr") == recipient:
                 await session.fetch(acks, max_items=1)
-                return str(message["delivSt"])
+                return message
         if time.monotonic() >= deadline:
             if acks:
                 await session.fetch(acks, max_items=1)
@@ -172,11 +184,16 @@ async def _await_report(session: MessagingSession, recipient: str, msg_id: str, 
 def _print_send_report(report: dict[str, Any]) -> None:
     if report["outcome"] != "accepted":
         print(f"rejected ({report['cause']}): {report['detail']}")
+        hint = CAUSE_HINTS.get(report["cause"])
+        if hint:
+            print(hint)
         return
     where = "queued for the registered recipient" if report["status"] == DeliveryStatus.DELY_QUEUED else "stored until the recipient registers"
     print(f"sent {report['msg_id']} from {report['from']} to {report['to']}: {report['status']}, {where}")
     if "delivery_report" in report:
         status = report["delivery_report"] or "none within the --wait time (the recipient has not fetched it yet)"
+        if report.get("failure_cause"):
+            status += f" ({report['failure_cause']})"
         print(f"delivery report: {status}")
 
 
@@ -192,16 +209,17 @@ def _run_listen(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid --interval {args.interval}: use more than 0 seconds")
     profile = args.build_profile(args)
     try:
-        received = asyncio.run(_listen(profile, args))
+        received, reason = asyncio.run(_listen(profile, args))
     except MessagingError as error:
         return _print_failure(args, error.cause, error.detail)
 
     if not args.json:
-        print(f"stopped after {received} item(s)", file=sys.stderr)
+        print(f"stopped {reason} with {_count(received, 'item')}", file=sys.stderr)
     return 0
 
 
-async def _listen(profile: UeProfile, args: argparse.Namespace) -> int:
+async def _listen(profile: UeProfile, args: argparse.Namespace) -> tuple[int, str]:
+    """Listen until --duration, --count or a signal; return the items received and why it stopped."""
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -229,11 +247,15 @@ async def _listen(profile: UeProfile, args: argparse.Namespace) -> int:
             print(f"listening as {profile.ue_service_id} over {profile.security_profile}", file=sys.stderr, flush=True)
         listening = asyncio.create_task(session.listen(show, interval=args.interval, duration=args.duration))
         stopping = asyncio.create_task(stop.wait())
+        reason = f"after --duration {args.duration:g} s"
         try:
             await asyncio.wait({listening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                reason = f"after --count {args.count}"
         except asyncio.CancelledError:
             # Ctrl-C or SIGTERM: stop listening, but still acknowledge below.
             main_task.uncancel()
+            reason = "on a signal"
         finally:
             stopping.cancel()
             if not listening.done():
@@ -243,7 +265,11 @@ async def _listen(profile: UeProfile, args: argparse.Namespace) -> int:
                 await session.flush_acks()
             else:
                 listening.result()
-    return received
+    return received, reason
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _print_item(item: InboxItem, as_json: bool) -> None:
@@ -261,4 +287,7 @@ def _print_failure(args: argparse.Namespace, cause: str, detail: str) -> int:
         print(json.dumps({"outcome": "failed", "cause": cause, "detail": detail}, indent=2))
     else:
         print(f"failed ({cause}): {detail}")
+        hint = CAUSE_HINTS.get(cause)
+        if hint:
+            print(hint)
     return 1

@@ -34,7 +34,9 @@ PAYLOAD_MARKER = 0xFF
 
 # RFC 8323 clause 5.3.1: the Max-Message-Size in force until a CSM sets another value.
 BASE_MAX_MESSAGE_SIZE = 1152
-DEFAULT_MAX_MESSAGE_SIZE = 8192
+# Large enough for a MSG with the maximum payload of 8192 characters even when
+# JSON escapes every character as \uXXXX (6 octets each), with its envelope.
+DEFAULT_MAX_MESSAGE_SIZE = 65536
 
 
 class SignalingOption(enum.IntEnum):
@@ -56,6 +58,10 @@ _KNOWN_SIGNALING_OPTIONS = {
     Code.RELEASE: {2, 4},
     Code.ABORT: {2},
 }
+
+
+class MessageTooLarge(ValueError):
+    """A message to send does not fit the peer's limit; the message names both sizes."""
 
 
 class CoapFramingError(ValueError):
@@ -276,7 +282,7 @@ class CoapTcpConnection:
 
         frame = encode_message(message)
         if len(frame) > self.peer_max_message_size:
-            raise ValueError(
+            raise MessageTooLarge(
                 f"message of {len(frame)} octets exceeds the peer's Max-Message-Size of "
                 f"{self.peer_max_message_size} octets"
             )

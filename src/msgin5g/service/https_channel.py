@@ -22,6 +22,7 @@ from aiocoap import Message
 from aiocoap.numbers.codes import Code
 
 from msgin5g import __version__
+from msgin5g.coap.tcp import MessageTooLarge
 from msgin5g.crypto.akma import UA_HTTP_DIGEST, af_id, k_af, parse_a_kid
 from msgin5g.service import messages
 from msgin5g.service.channel import ChannelError
@@ -210,6 +211,11 @@ class _Exchange:
         if response.status_code == 200:
             code = SUCCESS_CODE_FOR_200[operation]
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if response.status_code == 413:
+            raise MessageTooLarge(
+                f"the server rejected the request body as too large (HTTP 413: "
+                f"{response.text.strip() or 'no detail'})"
+            )
         if code is None or media_type != "application/json":
             raise ChannelError(
                 f"the server responded {response.status_code} without an MSGin5G-1 result: "

@@ -437,6 +437,17 @@ def request_schema(operation: Operation | MessageType) -> dict[str, Any]:
     return dict(_validator(_as_operation(operation).spec.request_schema).schema)
 
 
+def invalid_msg_id(msg_id: str) -> str | None:
+    """Return why `msg_id` breaks the MsgId rule of common.json, or None when it is valid."""
+    rule = _validator(COMMON_SCHEMA_FILE).schema["$defs"]["MsgId"]
+    errors = list(jsonschema.Draft202012Validator(rule).iter_errors(msg_id))
+    if not errors:
+        return None
+    return (
+        f"use {rule['minLength']} to {rule['maxLength']} characters from A-Z, a-z, 0-9 and . _ ~ : -"
+    )
+
+
 def response_schema(operation: Operation | MessageType | None = None) -> dict[str, Any]:
     """Return the JSON Schema of an operation's response body (response.json without one)."""
     file_name = RESPONSE_SCHEMA_FILE if operation is None else _as_operation(operation).spec.response_schema

@@ -112,6 +112,10 @@ class MessagingSession(UeSession):
                     "AUSF_UNREACHABLE",
                     f"the request to the AUSF at {self.profile.ausf_uri} failed: {describe_http_error(error)}",
                 ) from None
+            except coap_tcp.MessageTooLarge as error:
+                raise MessagingError(
+                    "MESSAGE_TOO_LARGE", f"{error}; send a shorter payload"
+                ) from None
             except OSError as error:
                 raise MessagingError(
                     "SERVER_UNREACHABLE",
