@@ -57,7 +57,7 @@ def start_listener(plan, deployment, ue: PlannedUe, *options: str) -> subprocess
 
 async def test_send_with_delivery_report_to_listener(plan, deployment):
     sender, recipient = plan.ues[0], plan.ues[1]
-    listener = start_listener(plan, deployment, recipient, "--count", "1", "--duration", "60")
+    listener = start_listener(plan, deployment, recipient, "--count", "1")
     try:
         sent = msgin5g(
             "ue", "send", *ue_arguments(plan, deployment, sender), "--json",

@@ -219,7 +219,7 @@ def test_example_config_loads():
 
     relations = {entry.ue_service_id: entry.relation for entry in config.associations}
     assert relations["sensor-001"] == "own"
-    assert relations["meter-001"] == "gateway"
+    assert relations["meter-01"] == "gateway"
 
 
 async def test_serve_cf_ready_then_sigterm(tmp_path):

@@ -68,6 +68,8 @@ configuration keys (a relative database path is taken from the file's folder):
             configuration_function {uri, timeout (s)}, database,
             limits {max_connections, handshake_timeout (s),
             max_message_size (octets), max_client_hello_size (octets)},
+            messaging {default_expiry (s), max_expiry (s),
+            max_queued_per_recipient, max_inbox_octets, expiry_interval (s)},
             and either listen {host, port} (one psk-tls1.3 listener) or
             profiles {NAME: {listen {host, port}, options {...}}} with NAME:
               psk-tls1.3    options: allow_psk_ke (default false)

@@ -247,7 +247,7 @@ async def _listen(profile: UeProfile, args: argparse.Namespace) -> tuple[int, st
             print(f"listening as {profile.ue_service_id} over {profile.security_profile}", file=sys.stderr, flush=True)
         listening = asyncio.create_task(session.listen(show, interval=args.interval, duration=args.duration))
         stopping = asyncio.create_task(stop.wait())
-        reason = f"after --duration {args.duration:g} s"
+        reason = f"after --duration {args.duration:g} s" if args.duration is not None else "when the session ended"
         try:
             await asyncio.wait({listening, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
