@@ -323,6 +323,9 @@ def _print_round_summary(console: Console, devices: list[dict[str, Any]], messag
 def _service_list(deployment: LocalDeployment) -> list[str]:
     lines = []
     for name, service in deployment.services.items():
-        uris = service.uris or {name: service.uri}
-        lines.extend(f"{label} {uri}" for label, uri in uris.items())
+        if service.uris:
+            # Each server has one listener per profile; the name tells the two servers apart.
+            lines.extend(f"{name} {label} {uri}" for label, uri in service.uris.items())
+        else:
+            lines.append(f"{name} {service.uri}")
     return lines

@@ -407,7 +407,7 @@ class Msgin5gServer:
         await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-        logger.info("MSGin5G Server stopped")
+        logger.info("%s listener on %s stopped", self.profile, self.uri)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._connections) >= self._limits.max_connections:
