@@ -19,12 +19,21 @@ when any entry is invalid. A provisioning file looks like this:
         relation: gateway                   # optional: own (default) or gateway
 
 An entry for a SUPI (or UE service ID) that is already in the database
-replaces the stored one. The relation `own` means that the UE service ID is the
+replaces the stored one.
+
+With `--store-config FILE` in place of `--database`, the entries go to the
+store that the file's `store:` section selects, as the network functions
+read it (an NF's own configuration file serves). For Redis and Redis Cluster
+the document is validated first, so an invalid entry still writes nothing,
+but then each entry is written on its own through the stores' `upsert`
+methods: a connection lost midway leaves the earlier entries written, and
+running the command again completes it. The relation `own` means that the UE service ID is the
 UE's own; `gateway` means that it is a constrained UE which the Gateway UE with
 that UE ID may represent.
 """
 
 import argparse
+import asyncio
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -33,11 +42,16 @@ from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from redis.exceptions import RedisError
 
 from msgin5g.cli.errors import UsageError
 from msgin5g.crypto.milenage import opc_from_op
 from msgin5g.nf.cm import store as cm_store
+from msgin5g.nf.cm.redis_store import open_association_store
+from msgin5g.nf.config import ConfigError, read_yaml
+from msgin5g.nf.config import describe_errors as describe_config_errors
 from msgin5g.nf.udm import store as udm_store
+from msgin5g.nf.udm.redis_store import open_subscriber_store
 from msgin5g.sbi.models.common import (
     GPSI_PATTERN,
     ROUTING_INDICATOR_PATTERN,
@@ -46,10 +60,13 @@ from msgin5g.sbi.models.common import (
     check_identifier_text,
     check_supi,
 )
+from msgin5g.store.redis import StoreSelection
 from msgin5g.store.sqlite import StoreError, connect, transaction
 
 HEX_PATTERN = re.compile(r"[0-9A-Fa-f]+")
 SQN_HEX_DIGITS = 12
+# Entries written to Redis at the same time.
+REDIS_WRITES_IN_FLIGHT = 64
 
 
 class ProvisioningError(ValueError):
@@ -328,6 +345,76 @@ def write(
             cm_store.upsert_association(connection, association)
 
 
+async def provision_store(selection: StoreSelection, document: dict[str, Any]) -> ProvisioningResult:
+    """Validate `document`, then upsert its entries into the Redis store that `selection` names.
+
+    Raise ProvisioningError, writing nothing, when any entry is invalid or
+    Redis cannot be reached. When Redis fails midway, the error reports how
+    many entries were written before.
+    """
+    parsed = parse_document(document)
+    subscribers = [entry.to_subscriber() for entry in parsed.subscribers]
+    associations = [entry.to_association() for entry in parsed.associations]
+    where = selection.describe()
+
+    try:
+        subscriber_store = await open_subscriber_store(selection, None)
+    except StoreError as error:
+        raise ProvisioningError(f"{error}; nothing was written") from None
+    try:
+        association_store = await open_association_store(selection, None)
+    except StoreError as error:
+        await subscriber_store.close()
+        raise ProvisioningError(f"{error}; nothing was written") from None
+
+    written = 0
+    try:
+        for upsert, entries in ((subscriber_store.upsert, subscribers), (association_store.upsert, associations)):
+            for start in range(0, len(entries), REDIS_WRITES_IN_FLIGHT):
+                chunk = entries[start : start + REDIS_WRITES_IN_FLIGHT]
+                await asyncio.gather(*(upsert(entry) for entry in chunk))
+                written += len(chunk)
+    except (RedisError, OSError) as error:
+        total = len(subscribers) + len(associations)
+        raise ProvisioningError(
+            f"cannot write to {where}: {error}; the first {written} of {total} entries were written "
+            "(subscribers first, then associations). Each entry replaces the stored one, so run "
+            "provision again once Redis answers"
+        ) from None
+    finally:
+        await subscriber_store.close()
+        await association_store.close()
+    return ProvisioningResult(len(subscribers), len(associations))
+
+
+def read_store_config(path: Path) -> tuple[StoreSelection, Path | None]:
+    """Read the `store:` section of `path`; return it and, for SQLite, the file's database path."""
+    try:
+        document = read_yaml(path)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if "store" not in document and "database" not in document:
+        raise UsageError(
+            f"{path} has no store section and no database: add a store section, such as "
+            "store: {backend: redis, url: redis://127.0.0.1:6379/0}, or pass --database FILE"
+        )
+    try:
+        # As in the network functions, a file without a store section selects SQLite.
+        selection = StoreSelection.model_validate(document.get("store", {}))
+    except ValidationError as error:
+        raise UsageError(describe_config_errors(Path(f"{path} (store)"), error)) from None
+
+    if selection.uses_redis:
+        return selection, None
+    database = document.get("database")
+    if not isinstance(database, str) or not database:
+        raise UsageError(
+            f"{path} selects the SQLite store but names no database file: add database: FILE "
+            "to it, or pass --database FILE"
+        )
+    return selection, path.parent / database
+
+
 def read_document(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -339,13 +426,22 @@ def read_document(path: Path) -> object:
 
 def run(args: argparse.Namespace) -> int:
     document = read_document(args.file)
+    selection, database = StoreSelection(), args.database
+    if args.store_config is not None:
+        selection, database = read_store_config(args.store_config)
+
     try:
-        result = provision(args.database, document)
+        if selection.uses_redis:
+            result = asyncio.run(provision_store(selection, document))
+            where = selection.describe()
+        else:
+            result = provision(database, document)
+            where = str(database)
     except ProvisioningError as error:
         raise UsageError(f"{args.file}: {error}") from None
     print(
         f"provisioned {result.subscribers} subscriber(s) and {result.associations} "
-        f"association(s) into {args.database}"
+        f"association(s) into {where}"
     )
     return 0
 
@@ -353,20 +449,30 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "provision",
-        help="write subscribers and UE service ID associations into the database",
+        help="write subscribers and UE service ID associations into the database or Redis",
         description=(
             "Write subscribers (UDM) and UE service ID associations (CM server) from a YAML "
-            "file into the deployment database, in one transaction: nothing is written when "
-            "any entry is invalid. An entry whose SUPI or UE service ID is already stored "
-            "replaces the stored one."
+            "file into the deployment's SQLite file, in one transaction, or into the Redis "
+            "store that a configuration file selects. Nothing is written when any entry is "
+            "invalid. An entry whose SUPI or UE service ID is already stored replaces the "
+            "stored one."
         ),
     )
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
         "--database",
         type=Path,
-        required=True,
         metavar="FILE",
         help="SQLite database file of the deployment (created if missing)",
+    )
+    target.add_argument(
+        "--store-config",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "YAML file with a store: section, such as the UDM's or CM server's configuration; "
+            "writes into the Redis or Redis Cluster it selects (or into its database for SQLite)"
+        ),
     )
     parser.add_argument(
         "--file",

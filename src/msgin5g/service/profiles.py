@@ -39,7 +39,6 @@ from msgin5g.service.dtls_server import DtlsOptions, start_dtls12_listener
 from msgin5g.service.https_server import HttpsDigestOptions, start_https_listener
 from msgin5g.service.kaf import AanfClient, KafProvider, KafSource, NefClient
 from msgin5g.service.registration import RegistrationService
-from msgin5g.service.message_store import SqliteMessageStore
 from msgin5g.service.messaging import MessagingService
 from msgin5g.service.router import CoapHandler, Msgin5gRouter
 from msgin5g.service.store import RegistrationStore
@@ -51,6 +50,7 @@ from msgin5g.service.server import (
 )
 from msgin5g.service.kaf import KafCache
 from msgin5g.service.kaf_redis import RedisKafLayer
+from msgin5g.service.redis_message_store import open_message_store
 from msgin5g.service.redis_store import open_registration_store
 
 logger = logging.getLogger(__name__)
@@ -134,12 +134,8 @@ async def run(config_path: Path | str, ready: ReadyCallback, shutdown: asyncio.E
 async def _add_messaging(
     stack: contextlib.AsyncExitStack, config: ServerConfig, store: RegistrationStore, router: Msgin5gRouter
 ) -> None:
-    """Serve MSG, IMDN and INBOX with the queued items in the server's SQLite file."""
-    if config.database is None:
-        # TODO: a Redis message store, so that a Redis-only deployment also serves messaging.
-        logger.warning("no database is configured, so MSG, IMDN and INBOX are not served")
-        return
-    message_store = await SqliteMessageStore(config.database).open()
+    """Serve MSG, IMDN and INBOX with the queued items in the configured store (SQLite or Redis)."""
+    message_store = await open_message_store(config.store, config.database)
     stack.push_async_callback(message_store.close)
     messaging = MessagingService(store, message_store, config.messaging)
     router.add_routes(messaging.routes())

@@ -7,6 +7,10 @@
 REG and DEREG each change the hash in one Lua script (DEREG only for the UE
 ID that registered), then update the set. The set is an index only:
 `list_by_ue_id` keeps a member only when its hash still names that UE ID.
+The two keys hash to different slots. So after removing a member from a set,
+REG and DEREG add the UE service ID to the set of the UE ID that the hash
+names at that moment, and a concurrent REG's member is never lost. At worst
+a stale member stays, which `list_by_ue_id` skips.
 Registrations have no TTL, as in the SQLite table.
 """
 
@@ -74,13 +78,26 @@ class RedisRegistrationStore(RegistrationStore):
         await self._redis.sadd(self._ue_key(ue_id), ue_service_id)
         if previous is not None and text(previous) != ue_id:
             await self._redis.srem(self._ue_key(text(previous)), ue_service_id)
+            await self._index_owner(ue_service_id)
         return previous is None
 
     async def deregister(self, ue_service_id: str, ue_id: str) -> bool:
         deleted = await self._deregister(keys=[self._service_key(ue_service_id)], args=[ue_id])
         if deleted:
             await self._redis.srem(self._ue_key(ue_id), ue_service_id)
+            await self._index_owner(ue_service_id)
         return deleted > 0
+
+    async def _index_owner(self, ue_service_id: str) -> None:
+        """Add the UE service ID to the index of the UE ID that its hash names now.
+
+        Called after each index removal: a concurrent REG may have written the
+        hash for that UE ID between this call's script and its SREM, and its
+        index member would otherwise be lost.
+        """
+        owner = text(await self._redis.hget(self._service_key(ue_service_id), "ue_id"))
+        if owner is not None:
+            await self._redis.sadd(self._ue_key(owner), ue_service_id)
 
     async def get(self, ue_service_id: str) -> Registration | None:
         values = await self._redis.hmget(self._service_key(ue_service_id), list(FIELDS))

@@ -6,11 +6,19 @@
 
 The set is an index only: `find_by_ue_id` keeps a member only when its hash
 still names that UE ID, so an association moved to another UE ID never shows
-under the old one, even between the two writes of `upsert`.
+under the old one, even between the writes of `upsert`. The two keys hash to
+different slots, so `upsert` takes four steps. It adds the index member,
+replaces the hash in one Lua script that returns the previous UE ID, and
+removes the member from that UE ID's index. Then it adds the member to the
+index of the UE ID that the hash names at that moment, so that a concurrent
+upsert's member is never lost. A stop in between leaves at most a stale
+member, which the readers skip.
 """
 
 import dataclasses
 from pathlib import Path
+
+from redis.commands.core import AsyncScript
 
 from msgin5g.nf.cm.store import Association, AssociationStore, SqliteAssociationStore, check_relation
 from msgin5g.store.redis import RedisConnection, StoreSelection, open_store, text
@@ -18,12 +26,21 @@ from msgin5g.store.redis import RedisConnection, StoreSelection, open_store, tex
 # The hash fields: every Association field but the key itself.
 FIELDS = tuple(field.name for field in dataclasses.fields(Association) if field.name != "ue_service_id")
 
+# Replaces the hash with the field-value pairs in ARGV; returns the previous ue_id, or nil.
+REPLACE = """
+local previous = redis.call('HGET', KEYS[1], 'ue_id')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return previous
+"""
+
 
 class RedisAssociationStore(AssociationStore):
     def __init__(self, connection: RedisConnection) -> None:
         self._redis = connection.client
         self._keys = connection.keys
         self._connection = connection
+        self._replace: AsyncScript = self._redis.register_script(REPLACE)
 
     def _service_key(self, ue_service_id: str) -> str:
         return self._keys.key("cm:sid", ue_service_id)
@@ -34,14 +51,17 @@ class RedisAssociationStore(AssociationStore):
     async def upsert(self, association: Association) -> None:
         """Insert an association, or point an existing UE service ID at a new UE ID (provisioning)."""
         check_relation(association.relation)
-        key = self._service_key(association.ue_service_id)
-        mapping = {name: str(getattr(association, name)) for name in FIELDS}
-        previous = text(await self._redis.hget(key, "ue_id"))
+        pairs = [part for name in FIELDS for part in (name, str(getattr(association, name)))]
 
-        await self._redis.hset(key, mapping=mapping)
         await self._redis.sadd(self._ue_key(association.ue_id), association.ue_service_id)
+        previous = text(await self._replace(keys=[self._service_key(association.ue_service_id)], args=pairs))
         if previous is not None and previous != association.ue_id:
             await self._redis.srem(self._ue_key(previous), association.ue_service_id)
+            # A concurrent upsert may have pointed the hash back at `previous`
+            # after this script ran: index the UE ID that the hash names now.
+            owner = text(await self._redis.hget(self._service_key(association.ue_service_id), "ue_id"))
+            if owner is not None:
+                await self._redis.sadd(self._ue_key(owner), association.ue_service_id)
 
     async def find_by_ue_id(self, ue_id: str) -> list[Association]:
         members = sorted(text(member) for member in await self._redis.smembers(self._ue_key(ue_id)))
