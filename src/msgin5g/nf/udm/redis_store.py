@@ -36,6 +36,14 @@ redis.call('HSET', KEYS[1], 'sqn', string.format('%d', next_sqn))
 return redis.call('HMGET', KEYS[1], {", ".join(repr(name) for name in FIELDS)})
 """
 
+# Replaces the whole hash in one step, so that a reader never sees the
+# subscriber missing or half written. ARGV: field, value, field, value, ...
+REPLACE_SUBSCRIBER = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 
 class RedisSubscriberStore(SubscriberStore):
     def __init__(self, connection: RedisConnection) -> None:
@@ -43,6 +51,7 @@ class RedisSubscriberStore(SubscriberStore):
         self._keys = connection.keys
         self._connection = connection
         self._advance: AsyncScript = self._redis.register_script(ADVANCE_SQN)
+        self._replace: AsyncScript = self._redis.register_script(REPLACE_SUBSCRIBER)
 
     def _key(self, supi: str) -> str:
         return self._keys.key("udm:sub", supi)
@@ -63,10 +72,8 @@ class RedisSubscriberStore(SubscriberStore):
         }
         if subscriber.gpsi is not None:
             mapping["gpsi"] = subscriber.gpsi
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self._key(subscriber.supi))
-            pipe.hset(self._key(subscriber.supi), mapping=mapping)
-            await pipe.execute()
+        arguments = [item for pair in mapping.items() for item in pair]
+        await self._replace(keys=[self._key(subscriber.supi)], args=arguments)
 
     async def find(self, supi: str) -> Subscriber | None:
         values = await self._redis.hmget(self._key(supi), list(FIELDS))
