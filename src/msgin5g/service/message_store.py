@@ -52,6 +52,7 @@ SCHEMA = (
         PRIMARY KEY (ori_addr, msg_id)
     )
     """,
+    "CREATE INDEX IF NOT EXISTS msgin5g_message_ids_by_expiry ON msgin5g_message_ids (expires_at)",
     """
     CREATE TABLE IF NOT EXISTS msgin5g_deliveries (
         ori_addr   TEXT NOT NULL,
@@ -62,6 +63,7 @@ SCHEMA = (
         PRIMARY KEY (ori_addr, dest_addr, msg_id)
     )
     """,
+    "CREATE INDEX IF NOT EXISTS msgin5g_deliveries_by_expiry ON msgin5g_deliveries (expires_at)",
 )
 
 ITEM_COLUMNS = "delivery_id, recipient, document, report_requested, expires_at, fetched"
