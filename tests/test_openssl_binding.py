@@ -44,3 +44,11 @@ def test_dtls_connection_methods():
     missing = [name for name in needed if not hasattr(SSL.Connection, name)]
 
     assert missing == [], f"pyOpenSSL's Connection lacks {', '.join(missing)}; {PINS}"
+
+
+def test_connection_lookup_available():
+    # The shared DTLS server context finds each connection's engine through this mapping.
+    assert openssl_psk.connection_lookup_available(), (
+        f"pyOpenSSL's Connection._reverse_mapping is gone, so the shared DTLS server context "
+        f"cannot find its connections; {PINS}"
+    )

@@ -15,7 +15,12 @@ valid cookie creates a session, which runs as its own task:
    CON gets the same response again.
 
 A session ends after `idle_timeout` seconds without a datagram, when its K_AF
-expires, on close_notify, or when the listener closes.
+expires, on close_notify, or when the listener closes. It also ends when its
+peer address starts a new handshake: a ClientHello in epoch 0 with a new client
+random and a valid cookie. RFC 6347 clause 4.2.8 lets a server treat that as a
+new connection, because the cookie exchange shows that the client is reachable
+at the address. A UE that reconnects from the same port then gets a session
+at once, without waiting for the old one to time out.
 """
 
 import asyncio
@@ -75,13 +80,22 @@ class _Protocol(asyncio.DatagramProtocol):
 class DtlsSession:
     """One peer from its ClientHello with a valid cookie to the end of its session."""
 
-    def __init__(self, listener: "DtlsListener", address: tuple) -> None:
+    def __init__(self, listener: "DtlsListener", address: tuple, client_random: bytes) -> None:
         self.session_id = _session_id()
         self.address = address
+        # The random of the ClientHello that started this session: a ClientHello with
+        # another random from the same address starts a new connection.
+        self.client_random = client_random
+        self.task: asyncio.Task[None] | None = None
+        self._superseded = False
         self._listener = listener
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED_DATAGRAMS)
         self._engine = dtls.Dtls12PskServer(
-            _peer_label(address), listener.cookies, self._psk_lookup, mtu=listener.options.mtu
+            _peer_label(address),
+            listener.cookies,
+            self._psk_lookup,
+            mtu=listener.options.mtu,
+            context=listener.ssl_context,
         )
         self._entry: KafEntry | None = None
         self._ids = udp.MessageIds()
@@ -102,10 +116,19 @@ class DtlsSession:
             if await self._handshake():
                 await self._serve()
         except asyncio.CancelledError:
-            self._close("the MSGin5G Server is shutting down")
+            # A superseded session sends no close_notify: its peer has left this
+            # association for its new handshake, and `_accept` logged why it ends.
+            if not self._superseded:
+                self._close("the MSGin5G Server is shutting down")
             raise
         except Exception:
             logger.exception("session %s failed", self.session_id)
+
+    def supersede(self) -> None:
+        """End this session because its peer address started a new handshake."""
+        self._superseded = True
+        if self.task is not None:
+            self.task.cancel()
 
     # Handshake
 
@@ -291,6 +314,8 @@ class DtlsListener:
         self.limits = limits
         self.options = options
         self.cookies = dtls.CookieJar()
+        # One OpenSSL context for every session: its callbacks find the session's engine.
+        self.ssl_context = dtls.server_context()
         self.uri = ""
         self._transport: asyncio.DatagramTransport | None = None
         self._sessions: dict[tuple, DtlsSession] = {}
@@ -328,25 +353,32 @@ class DtlsListener:
 
     def _on_datagram(self, datagram: bytes, address: tuple) -> None:
         session = self._sessions.get(address)
-        if session is not None:
-            # NOTE: a client that restarts its handshake from the same address is not
-            # detected (RFC 6347 clause 4.2.8). Its datagrams reach the old session until
-            # that session times out.
+        if session is not None and not _starts_with_client_hello(datagram):
             session.deliver(datagram)
             return
 
         hello = dtls.inspect_client_hello(datagram)
+        if session is not None and (hello is None or hello.random == session.client_random):
+            # The session's own ClientHello again (a retransmission), or not a ClientHello.
+            session.deliver(datagram)
+            return
         if hello is None:
             logger.debug("datagram from %s ignored: no ClientHello from an unknown peer", address[0])
             return
+
+        # A new peer, or a new handshake from the address of an existing session. Either
+        # way, the cookie exchange runs without touching any session.
         peer = _peer_label(address)
         if not hello.cookie or not self.cookies.verify(peer, hello):
             self.send(self.cookies.hello_verify_request(peer, hello), address)
             return
-        self._accept(datagram, address)
+        self._accept(datagram, address, hello.random, replacing=session)
 
-    def _accept(self, datagram: bytes, address: tuple) -> None:
-        handshakes = sum(1 for session in self._sessions.values() if session.handshaking)
+    def _accept(
+        self, datagram: bytes, address: tuple, client_random: bytes, replacing: DtlsSession | None
+    ) -> None:
+        others = [session for session in self._sessions.values() if session is not replacing]
+        handshakes = sum(1 for session in others if session.handshaking)
         if handshakes >= self.options.max_handshakes:
             logger.warning(
                 "ClientHello from %s dropped: %d handshakes are in progress (max_handshakes)",
@@ -354,7 +386,7 @@ class DtlsListener:
                 handshakes,
             )
             return
-        if len(self._sessions) >= self.limits.max_connections:
+        if len(others) >= self.limits.max_connections:
             logger.warning(
                 "ClientHello from %s dropped: the limit of %d sessions is reached",
                 address[0],
@@ -362,10 +394,18 @@ class DtlsListener:
             )
             return
 
-        session = DtlsSession(self, address)
+        if replacing is not None:
+            logger.info(
+                "session %s closed: its peer address started a new handshake with a valid cookie",
+                replacing.session_id,
+            )
+            replacing.supersede()
+
+        session = DtlsSession(self, address, client_random)
         self._sessions[address] = session
         session.deliver(datagram)
         task = asyncio.create_task(session.run(), name=f"DTLS session {session.session_id}")
+        session.task = task
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._forget(address, session, done))
 
@@ -373,6 +413,21 @@ class DtlsListener:
         self._tasks.discard(task)
         if self._sessions.get(address) is session:
             del self._sessions[address]
+
+
+def _starts_with_client_hello(datagram: bytes) -> bool:
+    """Return whether the first record is a cleartext (epoch 0) handshake record with a ClientHello.
+
+    A cheap test on the record and handshake headers (RFC 6347 clause 4.1), so
+    that the datagrams of a running session skip `inspect_client_hello`. A new
+    flight starts a datagram, so a new ClientHello is always in the first record.
+    """
+    return (
+        len(datagram) > dtls.RECORD_HEADER_OCTETS
+        and datagram[0] == dtls.CONTENT_HANDSHAKE
+        and datagram[3:5] == b"\0\0"
+        and datagram[dtls.RECORD_HEADER_OCTETS] == dtls.HANDSHAKE_CLIENT_HELLO
+    )
 
 
 async def start_dtls12_listener(

@@ -36,6 +36,7 @@ import hmac
 import logging
 import os
 import re
+import weakref
 from collections.abc import Callable
 
 from OpenSSL import SSL
@@ -352,11 +353,11 @@ def pack_datagrams(stream: bytes, mtu: int, epoch0_offset: int = 0) -> list[byte
     """
     datagrams: list[bytes] = []
     current = b""
-    for record in parse_records(stream):
-        sequence = record.sequence + (epoch0_offset if record.epoch == 0 else 0)
-        octets = _record_header(
-            record.content_type, record.version, record.epoch, sequence, len(record.fragment)
-        ) + record.fragment
+    for start, end in _record_bounds(stream):
+        octets = stream[start:end]
+        if epoch0_offset and octets[3:5] == b"\0\0":
+            sequence = int.from_bytes(octets[5:11], "big") + epoch0_offset
+            octets = octets[:5] + sequence.to_bytes(6, "big") + octets[11:]
         if current and len(current) + len(octets) > mtu:
             datagrams.append(current)
             current = b""
@@ -364,6 +365,25 @@ def pack_datagrams(stream: bytes, mtu: int, epoch0_offset: int = 0) -> list[byte
     if current:
         datagrams.append(current)
     return datagrams
+
+
+def _record_bounds(stream: bytes) -> list[tuple[int, int]]:
+    """Return the (start, end) octets of each DTLS record in `stream`, header included.
+
+    `pack_datagrams` needs only the record boundaries, so it skips the fields
+    that `parse_records` reads.
+    """
+    bounds = []
+    position = 0
+    while position < len(stream):
+        if position + RECORD_HEADER_OCTETS > len(stream):
+            raise DtlsParseError(f"truncated record header at octet {position}")
+        end = position + RECORD_HEADER_OCTETS + int.from_bytes(stream[position + 11 : position + 13], "big")
+        if end > len(stream):
+            raise DtlsParseError(f"record at octet {position} runs past the datagram")
+        bounds.append((position, end))
+        position = end
+    return bounds
 
 
 # PSK identity
@@ -484,6 +504,49 @@ def _base_context() -> SSL.Context:
     context.set_options(openssl_psk.no_query_mtu_option() | SSL.OP_NO_TICKET)
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     return context
+
+
+def server_context() -> SSL.Context:
+    """Build the server context that many `Dtls12PskServer` sessions can share.
+
+    Its cookie and PSK callbacks find their session through the Connection's
+    app data, so each callback uses only its own peer, cookie and A-KID.
+    Sharing one context saves an SSL_CTX_new per session.
+    """
+    context = _base_context()
+    context.set_cookie_generate_callback(_generate_cookie)
+    context.set_cookie_verify_callback(_verify_cookie)
+    openssl_psk.set_psk_server_connection_callback(context, _psk_for_connection)
+    openssl_psk.use_psk_identity_hint(context, AKMA_IDENTITY_HINT)
+    return context
+
+
+def _server_of(connection: SSL.Connection) -> "Dtls12PskServer":
+    reference = connection.get_app_data()
+    server = reference() if isinstance(reference, weakref.ref) else None
+    if not isinstance(server, Dtls12PskServer):
+        raise EngineStateError("a connection of the shared DTLS server context has no live engine")
+    return server
+
+
+def _generate_cookie(connection: SSL.Connection) -> bytes:
+    return _server_of(connection).generate_cookie()
+
+
+def _verify_cookie(connection: SSL.Connection, offered: bytes) -> bool:
+    try:
+        server = _server_of(connection)
+    except EngineStateError:
+        return False
+    return server.verify_cookie(offered)
+
+
+def _psk_for_connection(connection: SSL.Connection, identity: bytes) -> bytes | None:
+    try:
+        server = _server_of(connection)
+    except EngineStateError:
+        return None
+    return server._psk_server_callback(identity)
 
 
 class _DtlsEngine:
@@ -622,7 +685,9 @@ class Dtls12PskServer(_DtlsEngine):
     """The server side of one DTLS session, created after a valid cookie.
 
     `psk_lookup(a_kid, cipher_suite)` returns K_AF from the AF's cache, or None.
-    OpenSSL calls it during the handshake, so it must not block.
+    OpenSSL calls it during the handshake, so it must not block. `context` is a
+    `server_context()` shared by the listener's sessions. Without it, the
+    session builds a context of its own.
     """
 
     def __init__(
@@ -632,11 +697,14 @@ class Dtls12PskServer(_DtlsEngine):
         psk_lookup: Callable[[str, int], bytes | None],
         *,
         mtu: int = DEFAULT_MTU,
+        context: SSL.Context | None = None,
     ) -> None:
         super().__init__(mtu)
         self._peer = peer
         self._cookies = cookies
         self._psk_lookup = psk_lookup
+        self._context = context
+        self._hello: ClientHelloStart | None = None
         self._state = State.READING_CLIENT_HELLO
         self._client_hello = MessageReassembler(HANDSHAKE_CLIENT_HELLO)
         self._client_key_exchange = MessageReassembler(HANDSHAKE_CLIENT_KEY_EXCHANGE)
@@ -698,22 +766,27 @@ class Dtls12PskServer(_DtlsEngine):
 
     def _start_connection(self, record: Record, body: bytes) -> None:
         version, random, session_id, cookie = parse_client_hello_start(body)
-        hello = ClientHelloStart(record, 1, len(body), True, version, random, session_id, cookie)
+        self._hello = ClientHelloStart(record, 1, len(body), True, version, random, session_id, cookie)
 
-        # One context per session, so that its callbacks know this peer and its identity.
-        context = _base_context()
-        context.set_cookie_generate_callback(lambda connection: self._cookies.cookie(self._peer, hello))
-        context.set_cookie_verify_callback(
-            lambda connection, offered: self._cookies.verify(
-                self._peer, dataclasses.replace(hello, cookie=offered)
-            )
-        )
-        openssl_psk.set_psk_server_callback(context, self._psk_server_callback)
-        openssl_psk.use_psk_identity_hint(context, AKMA_IDENTITY_HINT)
-
-        self._connection = SSL.Connection(context, None)
+        if self._context is None:
+            self._context = server_context()
+        self._connection = SSL.Connection(self._context, None)
+        # A weak reference, so the Connection does not keep its engine alive.
+        self._connection.set_app_data(weakref.ref(self))
         self._connection.set_accept_state()
         self._connection.set_ciphertext_mtu(self._mtu)
+
+    def generate_cookie(self) -> bytes:
+        """Return the cookie of this peer's ClientHello (OpenSSL's cookie generate callback)."""
+        if self._hello is None:
+            raise EngineStateError("no ClientHello was read, so there is no cookie to generate")
+        return self._cookies.cookie(self._peer, self._hello)
+
+    def verify_cookie(self, offered: bytes) -> bool:
+        """Check `offered` against this peer's ClientHello (OpenSSL's cookie verify callback)."""
+        if self._hello is None:
+            return False
+        return self._cookies.verify(self._peer, dataclasses.replace(self._hello, cookie=offered))
 
     def _on_outgoing(self, datagram: bytes) -> None:
         if self.cipher_suite is None:

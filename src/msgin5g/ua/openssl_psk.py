@@ -9,10 +9,16 @@ loudly when a release of cryptography or pyOpenSSL drops these functions.
 The cffi callback objects must outlive the context: each setter stores its
 callback on the pyOpenSSL Context, so the callback lives as long as the context.
 Each callback catches its own exceptions and returns 0, which declines the identity.
+
+A context shared by many connections needs the connection inside its PSK
+callback. OpenSSL passes the SSL object, and pyOpenSSL maps it back to its
+Connection through `Connection._reverse_mapping`, as pyOpenSSL's own callbacks
+do. That mapping is private to pyOpenSSL, so this module is also the only one
+that reads it.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 from OpenSSL import SSL
 from OpenSSL._util import ffi, lib
@@ -33,6 +39,8 @@ REQUIRED_FUNCTIONS = (
 
 # Returns the PSK for an identity, or None to decline it.
 ServerPskCallback = Callable[[bytes], bytes | None]
+# The same, given the pyOpenSSL Connection that runs the handshake.
+ConnectionPskCallback = Callable[[SSL.Connection, bytes], bytes | None]
 # Given the server's hint (or None), returns (identity, PSK), or None to give up.
 ClientPskCallback = Callable[[bytes | None], tuple[bytes, bytes] | None]
 
@@ -60,15 +68,47 @@ def _keep_alive(context: SSL.Context, name: str, callback: object) -> None:
     setattr(context, f"_msgin5g_{name}", callback)
 
 
+def connection_lookup_available() -> bool:
+    """Return whether pyOpenSSL still maps OpenSSL's SSL objects back to their Connection."""
+    return isinstance(getattr(SSL.Connection, "_reverse_mapping", None), MutableMapping)
+
+
 def set_psk_server_callback(context: SSL.Context, callback: ServerPskCallback) -> None:
     """Make OpenSSL ask `callback(identity)` for the PSK of a client's identity."""
+    _install_server_callback(context, lambda ssl, identity: callback(identity))
+
+
+def set_psk_server_connection_callback(context: SSL.Context, callback: ConnectionPskCallback) -> None:
+    """Make OpenSSL ask `callback(connection, identity)` for the PSK of a client's identity.
+
+    With this callback one context can serve many connections: the callback
+    finds the state of its own connection with `connection.get_app_data()`.
+    An SSL object without a live pyOpenSSL Connection gets no PSK.
+    """
+    if not connection_lookup_available():
+        raise PskBindingError(
+            f"pyOpenSSL no longer has Connection._reverse_mapping; this project needs "
+            f"pyOpenSSL=={PINNED_PYOPENSSL}"
+        )
+    connections = SSL.Connection._reverse_mapping
+
+    def lookup(ssl: object, identity: bytes) -> bytes | None:
+        connection = connections.get(ssl)
+        if connection is None:
+            return None
+        return callback(connection, identity)
+
+    _install_server_callback(context, lookup)
+
+
+def _install_server_callback(context: SSL.Context, lookup: Callable[[object, bytes], bytes | None]) -> None:
     _require_binding()
 
     @ffi.callback("unsigned int(SSL *, char *, unsigned char *, unsigned int)")
     def server_callback(ssl, identity, psk, max_psk_len):  # type: ignore[no-untyped-def]
         try:
             identity_octets = ffi.string(identity) if identity != ffi.NULL else b""
-            key = callback(identity_octets)
+            key = lookup(ssl, identity_octets)
             if not key or len(key) > max_psk_len:
                 return 0
             ffi.memmove(psk, key, len(key))
