@@ -19,12 +19,16 @@ def require_octets(
     The message names the parameter and the lengths, never the value, because
     most of these parameters are keys.
     """
-    if isinstance(value, str) or not isinstance(value, Buffer):
+    # bytes itself skips the isinstance check against the Buffer ABC, which is slow.
+    if type(value) is bytes:
+        octets = value
+    elif isinstance(value, str) or not isinstance(value, Buffer):
         raise error(
             f"{name} must be bytes, got {type(value).__name__}; "
             "convert hex text with bytes.fromhex()"
         )
-    octets = bytes(value)
+    else:
+        octets = bytes(value)
 
     if length is not None and len(octets) != length:
         raise error(f"{name} must be {length} octets, got {len(octets)} octets")

@@ -16,6 +16,7 @@ with a 3-digit MNC in the realm, as in the NAI form of the SUCI in TS 23.003.
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 
@@ -72,6 +73,16 @@ A_KID_PATTERN = re.compile(
 FQDN_LABEL_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 FQDN_MAX_CHARACTERS = 253
 
+# Sizes of the caches of pure parsing and validation steps. A process derives
+# keys for few AFs, and K_AKMA and the A-TID of one UE one after the other, so
+# small caches hit. An input that fails validation is never cached.
+AF_ID_CACHE_SIZE = 256
+SUPI_CACHE_SIZE = 1024
+
+# P0 of K_AKMA and of the A-TID (TS 33.535 Annex A.2 and A.3).
+P0_K_AKMA = encode_string("AKMA")
+P0_A_TID = encode_string("A-TID")
+
 WIRE_SEPARATOR = ";ua-protocol-id="
 WIRE_UA_PATTERN = re.compile(r"[0-9a-f]{10}")
 
@@ -94,8 +105,7 @@ def k_akma(k_ausf: bytes, supi: str) -> bytes:
     The SUPI is fed without its SBI prefix (TS 33.501 A.7.0).
     """
     key = require_octets("k_ausf", k_ausf, length=KEY_OCTETS)
-    p1 = encode_string(supi_kdf_value(supi))
-    return kdf(key, FC_K_AKMA, encode_string("AKMA"), p1)
+    return kdf(key, FC_K_AKMA, P0_K_AKMA, _supi_parameter(supi))
 
 
 def a_tid(k_ausf: bytes, supi: str) -> bytes:
@@ -105,8 +115,19 @@ def a_tid(k_ausf: bytes, supi: str) -> bytes:
     The SUPI is fed without its SBI prefix (TS 33.501 A.7.0).
     """
     key = require_octets("k_ausf", k_ausf, length=KEY_OCTETS)
-    p1 = encode_string(supi_kdf_value(supi))
-    return kdf(key, FC_A_TID, encode_string("A-TID"), p1)
+    return kdf(key, FC_A_TID, P0_A_TID, _supi_parameter(supi))
+
+
+def _supi_parameter(supi: str) -> bytes:
+    """Encode P1 of K_AKMA and the A-TID: the SUPI value without its SBI prefix."""
+    if type(supi) is str:
+        return _cached_supi_parameter(supi)
+    return encode_string(supi_kdf_value(supi))  # Raises the error that names the wrong type.
+
+
+@functools.lru_cache(maxsize=SUPI_CACHE_SIZE)
+def _cached_supi_parameter(supi: str) -> bytes:
+    return encode_string(supi_kdf_value(supi))
 
 
 def format_a_kid(routing_indicator: str, a_tid: bytes, mcc: str, mnc: str) -> str:
@@ -202,18 +223,25 @@ def ua_dtls12(cipher_suite: int) -> bytes:
 def _check_fqdn(name: str, fqdn: str) -> str:
     if not isinstance(fqdn, str):
         raise CryptoInputError(f"{name} must be str, got {type(fqdn).__name__}")
-    labels = fqdn.split(".")
-    valid = (
-        fqdn.isascii()
-        and 0 < len(fqdn) <= FQDN_MAX_CHARACTERS
-        and all(FQDN_LABEL_PATTERN.fullmatch(label) for label in labels)
-    )
+    valid = _cached_fqdn_is_valid(fqdn) if type(fqdn) is str else _fqdn_is_valid(fqdn)
     if not valid:
         raise CryptoInputError(
             f"invalid {name} {describe(fqdn)}: expected a host name such as 'af.example.com' "
             "(ASCII letters, digits and hyphens in dot-separated labels, no trailing dot)"
         )
     return fqdn
+
+
+def _fqdn_is_valid(fqdn: str) -> bool:
+    labels = fqdn.split(".")
+    return (
+        fqdn.isascii()
+        and 0 < len(fqdn) <= FQDN_MAX_CHARACTERS
+        and all(FQDN_LABEL_PATTERN.fullmatch(label) for label in labels)
+    )
+
+
+_cached_fqdn_is_valid = functools.lru_cache(maxsize=AF_ID_CACHE_SIZE)(_fqdn_is_valid)
 
 
 def _check_ua_protocol_id(ua_protocol_id: bytes) -> bytes:
@@ -238,6 +266,11 @@ def split_af_id(af_id_value: bytes) -> tuple[str, bytes]:
         min_length=UA_PROTOCOL_ID_OCTETS + 1,
         max_length=MAX_PARAMETER_OCTETS,
     )
+    return _split_af_id_octets(octets)
+
+
+@functools.lru_cache(maxsize=AF_ID_CACHE_SIZE)
+def _split_af_id_octets(octets: bytes) -> tuple[str, bytes]:
     fqdn_octets = octets[:-UA_PROTOCOL_ID_OCTETS]
     try:
         fqdn = fqdn_octets.decode("ascii")
@@ -254,7 +287,9 @@ def k_af(k_akma: bytes, af_id: bytes) -> bytes:
     """
     key = require_octets("k_akma", k_akma, length=KEY_OCTETS)
     fqdn, ua_protocol_id = split_af_id(af_id)
-    return kdf(key, FC_K_AF, fqdn.encode("ascii") + ua_protocol_id)
+    # The parts joined again are the AF_ID octets, so a valid bytes AF_ID is P0 as it is.
+    p0 = af_id if type(af_id) is bytes else fqdn.encode("ascii") + ua_protocol_id
+    return kdf(key, FC_K_AF, p0)
 
 
 def af_id_to_wire(fqdn: str, ua_protocol_id: bytes) -> str:
