@@ -19,15 +19,12 @@ import argparse
 import asyncio
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -138,31 +135,6 @@ async def serve_bare() -> None:
 # --- processes --------------------------------------------------------------
 
 
-def read_lines(process: subprocess.Popen) -> "queue.Queue[str]":
-    """Read a started process's output in a daemon thread, line by line, until it ends.
-
-    The thread keeps reading after the ready line, so that a full pipe never
-    blocks the process. NOTE: `common.wait_for_line` polls the pipe with a
-    selector but reads through a buffered text stream, so a ready line that
-    arrives in the same chunk as an earlier line is never seen; this reader
-    has no such gap.
-    """
-    lines: "queue.Queue[str]" = queue.Queue()
-
-    def read() -> None:
-        stream = process.stdout
-        if stream is None:
-            return
-        try:
-            for line in stream:
-                lines.put(line)
-        except (OSError, ValueError):
-            pass  # stop_process closed the pipe.
-
-    threading.Thread(target=read, daemon=True, name=f"read-{process.pid}").start()
-    return lines
-
-
 def write_aanf_config(workdir: Path) -> Path:
     path = workdir / "aanf.yaml"
     path.write_text(
@@ -173,27 +145,13 @@ def write_aanf_config(workdir: Path) -> Path:
 
 
 def start_ready(args: list[str], timeout: float = common.DEFAULT_READY_TIMEOUT) -> tuple[subprocess.Popen, str]:
-    """Start a process that prints a ready JSON line; return it and its URI."""
-    process, _ = common.start_process(args)
-    lines = read_lines(process)
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=min(remaining, 0.5))
-        except queue.Empty:
-            if process.poll() is not None and lines.empty():
-                break  # Exited without a ready line; its output is in `seen`.
-            continue
-        seen.append(line.rstrip())
-        match = READY_PATTERN.search(line)
-        if match is not None:
-            return process, match.group(1)
+    """Start a process that prints a ready JSON line; return it and its URI.
 
-    status = "exited" if process.poll() is not None else f"printed no ready line within {timeout} s"
-    common.stop_process(process)
-    tail = "\n".join(seen[-10:]) or "(no output)"
-    raise common.BenchError(f"{' '.join(args)} {status}; last output:\n{tail}")
+    The rest of its output is drained, so that a full pipe never blocks it.
+    """
+    process, match = common.start_process(args, ready=READY_PATTERN, timeout=timeout)
+    common.start_draining(process)
+    return process, match.group(1)
 
 
 def start_aanf(config: Path, profile_output: Path | None = None) -> tuple[subprocess.Popen, str]:
@@ -234,7 +192,7 @@ def start_granian(granian: str, target: str, env_extra: dict[str, str]) -> tuple
         args += ["--factory"]
         target = target[:-2]
     process, _ = common.start_process([*args, target], env=env)
-    read_lines(process)
+    common.start_draining(process)
     try:
         common.wait_for_port(port)
     except BaseException:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
-import selectors
 import signal
 import socket
 import statistics
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -263,6 +264,51 @@ def start_process(
     return process, match
 
 
+# Lines that a process's reader thread queues before it stops reading. When
+# nobody takes them, the pipe fills up and the process blocks on its next
+# write, as it would with no reader.
+MAX_QUEUED_LINES = 10_000
+
+
+class _LineReader:
+    """A daemon thread that reads one process's stdout and queues each line.
+
+    `wait_for_line` and `start_draining` both take lines from this queue. A
+    selector on the text pipe cannot be used: a line that arrives in the same
+    read as an earlier one sits in the stream's buffer, where the selector
+    does not see it. The queue ends with None when the pipe closes.
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue(MAX_QUEUED_LINES)
+        self._stream = process.stdout
+        threading.Thread(target=self._read, name=f"read {process.pid}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._stream:
+                self.lines.put(line)
+        except (OSError, ValueError):
+            pass  # stop_process closed the pipe.
+        finally:
+            self.lines.put(None)
+
+
+_readers: weakref.WeakKeyDictionary[subprocess.Popen[str], _LineReader] = weakref.WeakKeyDictionary()
+_readers_lock = threading.Lock()
+
+
+def _line_reader(process: subprocess.Popen[str]) -> _LineReader:
+    """Return the reader thread of `process`, and start it on the first call."""
+    if process.stdout is None:
+        raise BenchError("process stdout is not a pipe: start it with start_process")
+    with _readers_lock:
+        reader = _readers.get(process)
+        if reader is None:
+            reader = _readers[process] = _LineReader(process)
+    return reader
+
+
 def wait_for_line(
     process: subprocess.Popen[str],
     pattern: str | re.Pattern[str],
@@ -271,53 +317,47 @@ def wait_for_line(
     """Read `process` stdout until a line matches `pattern`, and return the match.
 
     Raises BenchError when the process exits or `timeout` seconds pass first.
+    The lines after the match stay queued for the next call or `start_draining`.
     """
-    if process.stdout is None:
-        raise BenchError("process stdout is not a pipe: start it with start_process")
-
+    reader = _line_reader(process)
     regex = re.compile(pattern) if isinstance(pattern, str) else pattern
     deadline = time.monotonic() + timeout
     seen: list[str] = []
 
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BenchError(_not_ready_message(process, regex, f"timed out after {timeout} s", seen))
-            if not selector.select(remaining):
-                continue
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BenchError(_not_ready_message(process, regex, f"timed out after {timeout} s", seen))
+        try:
+            line = reader.lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
 
-            line = process.stdout.readline()
-            if not line:
-                process.wait(timeout=DEFAULT_STOP_GRACE)
-                reason = f"exited with status {process.returncode}"
-                raise BenchError(_not_ready_message(process, regex, reason, seen))
+        if line is None:
+            reader.lines.put(None)  # Later calls see the end of the output too.
+            process.wait(timeout=DEFAULT_STOP_GRACE)
+            reason = f"exited with status {process.returncode}"
+            raise BenchError(_not_ready_message(process, regex, reason, seen))
 
-            seen.append(line.rstrip("\n"))
-            match = regex.search(line)
-            if match is not None:
-                return match
+        seen.append(line.rstrip("\n"))
+        match = regex.search(line)
+        if match is not None:
+            return match
 
 
 def start_draining(process: subprocess.Popen[str], keep: int = 50) -> deque[str]:
     """Read the rest of `process` stdout in a daemon thread and keep its last `keep` lines.
 
-    A process blocks once its unread pipe buffer is full, so call this after
-    the ready line of any process that keeps printing.
+    A process blocks once its unread output fills the pipe and the queue of
+    its reader thread, so call this after the ready line of any process that
+    keeps printing.
     """
-    if process.stdout is None:
-        raise BenchError("process stdout is not a pipe: start it with start_process")
-
+    reader = _line_reader(process)
     lines: deque[str] = deque(maxlen=keep)
-    stream = process.stdout
 
     def drain() -> None:
-        try:
-            for line in stream:
-                lines.append(line.rstrip("\n"))
-        except (OSError, ValueError):
-            pass  # The pipe was closed by stop_process.
+        while (line := reader.lines.get()) is not None:
+            lines.append(line.rstrip("\n"))
 
     threading.Thread(target=drain, name=f"drain {process.pid}", daemon=True).start()
     return lines

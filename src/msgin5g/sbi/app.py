@@ -141,18 +141,22 @@ async def read_json_body[M: BaseModel](request: Request, model: type[M]) -> M:
 
 async def read_limited_body(request: Request) -> bytes:
     """Read the body, or raise SbiError 413 once it exceeds MAX_BODY_OCTETS."""
-    too_large = SbiError(413, None, f"the request body exceeds {MAX_BODY_OCTETS} octets")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_OCTETS:
-        raise too_large
+        raise _body_too_large()
 
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_OCTETS:
-            raise too_large
+            raise _body_too_large()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _body_too_large() -> SbiError:
+    # Built only on this path: every SbiError draws a uuid4 for its instance URN.
+    return SbiError(413, None, f"the request body exceeds {MAX_BODY_OCTETS} octets")
 
 
 def validate_body[M: BaseModel](data: Any, model: type[M]) -> M:
