@@ -5,13 +5,14 @@ gateway's local side; test_gateway_e2e.py runs the real server.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 from msgin5g.gateway.config import GatewayConfig, gateway_config_from_mapping
-from msgin5g.gateway.upstream import BulkEntry, InboxItem, UpstreamError, UpstreamReply
+from msgin5g.gateway.upstream import BulkEntry, InboxItem, UpstreamError, UpstreamReply, UpstreamRequestTooLarge
 
-CREATED, DELETED, CHANGED, FORBIDDEN = 65, 66, 68, 131
+CREATED, DELETED, CHANGED, FORBIDDEN, NOT_FOUND = 65, 66, 68, 131, 132
 
 GATEWAY_UE = {
     "supi": "imsi-001010000000001",
@@ -56,14 +57,23 @@ def gateway_config(tmp_path: Path, **options: Any) -> GatewayConfig:
 
 @dataclasses.dataclass
 class FakeUpstream:
-    """Record every upstream call and respond as a server that accepts every UE service ID not in `rejected`."""
+    """Record every upstream call and respond as a server that accepts every UE service ID not in `rejected`.
+
+    A MSG to a UE service ID in `offline` without stoAndFwInd fails with RECIPIENT_NOT_REGISTERED,
+    and a MSG whose JSON is longer than `max_message_octets` is not sent, as over a transport
+    with that Max-Message-Size.
+    """
 
     rejected: set[str] = dataclasses.field(default_factory=set)
+    offline: set[str] = dataclasses.field(default_factory=set)
+    max_message_octets: int | None = None
     available: bool = True
+    start_cause: str = "SERVER_UNREACHABLE"
     calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     inbox: list[InboxItem] = dataclasses.field(default_factory=list)
     acked: list[str] = dataclasses.field(default_factory=list)
     started: bool = False
+    starts: int = 0
 
     @property
     def state(self) -> str:
@@ -77,7 +87,9 @@ class FakeUpstream:
             raise UpstreamError("SERVER_UNREACHABLE", "fake server is down")
 
     async def start(self) -> None:
-        self._check()
+        self.starts += 1
+        if not self.available:
+            raise UpstreamError(self.start_cause, "fake server rejects the gateway")
         self.started = True
 
     async def close(self) -> None:
@@ -114,7 +126,17 @@ class FakeUpstream:
 
     async def send(self, message: dict[str, Any]) -> UpstreamReply:
         self._check()
+        size = len(json.dumps(message).encode("utf-8"))
+        if self.max_message_octets is not None and size > self.max_message_octets:
+            raise UpstreamRequestTooLarge("MSG", size, self.max_message_octets)
         self.calls.append(("send", message))
+        if message["destAddr"] in self.offline and not message.get("stoAndFwInd"):
+            document = {
+                "messageType": "MSGRESP", "result": "FAILURE", "cause": "RECIPIENT_NOT_REGISTERED",
+                "detail": f"destAddr {message['destAddr']!r} is not registered; set stoAndFwInd to store the message",
+                "oriAddr": message["oriAddr"], "msgId": message["msgId"], "status": "DELY_FAILED",
+            }
+            return UpstreamReply(NOT_FOUND, document)
         document = {
             "messageType": "MSGRESP", "result": "SUCCESS", "detail": "queued",
             "oriAddr": message["oriAddr"], "msgId": message["msgId"], "status": "DELY_QUEUED",

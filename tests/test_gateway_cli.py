@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gateway_fakes import FakeUpstream, device_psk, gateway_config, gateway_document
+from msgin5g.cli.main import main as cli_main
 from msgin5g.gateway.runner import running_gateway
 from msgin5g.gateway.upstream import InboxItem
 
@@ -117,6 +118,56 @@ async def test_device_send_and_fetch(gateway):
     assert fetched[0] == 0, fetched[2]
     assert fetched[1].splitlines()[1] == "  d9 MSG from ue-a msgId q1: ping"
     assert upstream.calls_of("report")[0]["msgId"] == "q1"
+
+
+async def test_device_fetch_counts_one_item(gateway):
+    running, upstream = gateway
+    options = device_options(running, 1)
+    await msgin5g("device", "register", *options, "--application-id", "app.meter.01", "--urgency", "URGENT")
+    upstream.inbox = [InboxItem("d1", "meter-01", {"messageType": "MSG", "oriAddr": "ue-a", "msgId": "q1", "payload": "hi"})]
+    await running.poller.poll_once()
+
+    status, stdout, stderr = await msgin5g("device", "fetch", *options)
+
+    assert status == 0, stderr
+    assert stdout.startswith("fetched 1 item over coaps (more: no) ")
+
+
+async def test_device_offline_recipient_hint(gateway):
+    running, upstream = gateway
+    upstream.offline = {"ue-off"}
+    options = device_options(running, 1)
+    await msgin5g("device", "register", *options, "--application-id", "app.meter.01", "--urgency", "URGENT")
+
+    status, stdout, _ = await msgin5g("device", "send", *options, "--to", "ue-off", "--payload", "hi")
+    as_json = await msgin5g("device", "send", *options, "--to", "ue-off", "--payload", "hi", "--json")
+
+    assert status == 1
+    assert stdout.startswith("rejected (RECIPIENT_NOT_REGISTERED) over coaps: ")
+    assert "use --store-and-forward" in stdout
+    assert "use --store-and-forward" in json.loads(as_json[1])["detail"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--payload", "z" * 8193], "--payload has 8193 characters: send at most 8192"),
+        (["--payload", "hi", "--msg-id", "no spaces"], "invalid --msg-id 'no spaces': use 1 to 64 characters"),
+        (["--payload", "hi", "--msg-id", "m" * 65], "invalid --msg-id"),
+        (["--payload", "hi", "--expiry", "5"], "--expiry applies to stored messages"),
+    ],
+)
+def test_device_send_checks_options(capsys, arguments, message):
+    # In-process: the options are rejected before any socket is opened, so no gateway is needed.
+    options = ["--gateway", "127.0.0.1:9", "--device-id", "dev-01", "--psk", device_psk(1).hex()]
+
+    status = cli_main(["device", "send", *options, "--to", "ue-a", *arguments])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert message in captured.err
+    assert "z" * 100 not in captured.err
 
 
 async def test_device_bad_psk_is_usage_error(gateway):

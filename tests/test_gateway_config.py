@@ -139,3 +139,37 @@ def test_example_config_loads():
 
     assert len(config.devices) >= 10
     assert config.listener.transport == "dtls"
+
+
+@pytest.mark.parametrize("value", ["meter 01", "zähler-01", "", "m" * 256, "\tmeter"])
+def test_bad_device_ue_service_id_named(tmp_path, value):
+    document = with_device(tmp_path, 1, ue_service_id=value)
+
+    with pytest.raises(GatewayConfigError) as raised:
+        gateway_config_from_mapping(document, tmp_path)
+
+    assert "invalid devices[1].ue_service_id" in str(raised.value)
+    assert "1 to 255 printable ASCII characters" in str(raised.value)
+    assert "^[!-~]+$" in str(raised.value)
+
+
+def test_bad_gateway_ue_service_id_named(tmp_path):
+    document = gateway_document(tmp_path)
+    document["ue"] = {**document["ue"], "ue_service_id": "gateway 001"}
+
+    with pytest.raises(GatewayConfigError, match=r"invalid ue.ue_service_id 'gateway 001'.*\^\[!-~\]\+\$"):
+        gateway_config_from_mapping(document, tmp_path)
+
+
+def test_long_ue_service_id_accepted(tmp_path):
+    config = gateway_config_from_mapping(with_device(tmp_path, 0, ue_service_id="m" * 255), tmp_path)
+
+    assert config.devices[0].ue_service_id == "m" * 255
+
+
+def test_missing_ue_service_id_named(tmp_path):
+    document = gateway_document(tmp_path)
+    del document["devices"][2]["ue_service_id"]
+
+    with pytest.raises(GatewayConfigError, match=r"missing devices\[2\].ue_service_id"):
+        gateway_config_from_mapping(document, tmp_path)

@@ -8,6 +8,7 @@ MSGin5G Server upstream.
 import asyncio
 import json
 
+import jsonschema
 import pytest
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
@@ -15,6 +16,7 @@ from aiocoap.numbers.codes import Code
 from gateway_fakes import FakeUpstream, device_psk, gateway_config
 from msgin5g.gateway.device import DeviceClient, DeviceError
 from msgin5g.gateway.runner import running_gateway
+from msgin5g.gateway.service import local_schema
 from msgin5g.gateway.upstream import InboxItem
 
 LOOPBACK = "127.0.0.1"
@@ -400,3 +402,67 @@ async def test_service_rejects_unknown_device(gateway):
 
     assert response.code == Code.UNAUTHORIZED
     assert json.loads(response.payload)["cause"] == "DEVICE_UNKNOWN"
+
+
+async def test_oversize_message_gives_413(gateway):
+    running, upstream = gateway
+    upstream.max_message_octets = 8192
+    client = await registered(running, 1)
+
+    too_large = await client.send("ue-b", "x" * 8192)
+    small = await client.send("ue-b", "hello")
+    client.close()
+
+    assert too_large.code == Code.REQUEST_ENTITY_TOO_LARGE
+    assert too_large.cause == "MESSAGE_TOO_LARGE"
+    assert "8192" in too_large.detail
+    assert too_large.document["messageType"] == "MSGRESP"
+    assert small.accepted, small.document
+    assert [message["payload"] for message in upstream.calls_of("send")] == ["hello"]
+
+
+async def test_long_payload_not_echoed(gateway):
+    running, upstream = gateway
+    client = await registered(running, 1)
+
+    result = await client.post("messages", {"destAddr": "ue-b", "payload": "y" * 8193})
+    client.close()
+
+    assert result.code == Code.BAD_REQUEST
+    assert result.cause == "MALFORMED_MESSAGE"
+    assert "/payload: longer than 8192 characters" in result.detail
+    assert "y" * 50 not in result.detail
+    assert "gateway/schemas" not in result.detail
+    assert upstream.calls_of("send") == []
+
+
+async def test_responses_carry_message_type(gateway):
+    running, _ = gateway
+    validator = jsonschema.Draft202012Validator(local_schema("response.json"))
+
+    async with device(running, 1) as client:
+        results = {
+            "REG": await client.register("app.meter.01", urgency="URGENT"),
+            "MSGRESP": await client.send("ue-b", "hello"),
+            "INBOX": await client.fetch(),
+            "DEREG": await client.deregister("app.meter.01"),
+        }
+        refused = await client.register("app.other")
+
+    for message_type, result in results.items():
+        assert result.accepted, result.document
+        assert result.document["messageType"] == message_type
+        validator.validate(result.document)
+    assert refused.document["messageType"] == "REG"
+    validator.validate(refused.document)
+
+
+async def test_inbox_detail_counts_items(gateway):
+    running, upstream = gateway
+    upstream.inbox = [InboxItem("d1", "meter-01", {"messageType": "MSG", "oriAddr": "ue-a", "msgId": "1"})]
+    await running.poller.poll_once()
+
+    async with device(running, 1) as client:
+        result = await client.fetch()
+
+    assert result.detail == "1 item, 0 acknowledged"

@@ -10,6 +10,7 @@ not be reached, and 2 for invalid options.
 import argparse
 import asyncio
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from msgin5g.cli.errors import UsageError
 from msgin5g.gateway.config import GatewayConfigError, parse_psk_hex
 from msgin5g.gateway.device import DeviceClient, DeviceError, DeviceResult
+from msgin5g.gateway.service import local_schema
 from msgin5g.service.messages import format_time
 
 OUTCOMES = {
@@ -26,6 +28,8 @@ OUTCOMES = {
     "send": "sent",
     "fetch": "fetched",
 }
+# The hint for a MSG to an offline recipient, in place of the server's member name stoAndFwInd.
+STORE_AND_FORWARD_HINT = "use --store-and-forward to let the server store the message until the recipient registers"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     send = _add_command(commands, "send", "send a message through the gateway")
     send.add_argument("--to", required=True, metavar="UE_SERVICE_ID", help="recipient's UE service ID")
     send.add_argument("--payload", required=True, help="message text, at most 8192 characters")
-    send.add_argument("--msg-id", help="message ID (default: one the gateway picks)")
+    send.add_argument(
+        "--msg-id", help="message ID, 1 to 64 characters of A-Z a-z 0-9 . _ ~ : - (default: one the gateway picks)"
+    )
     send.add_argument("--delivery-report", action="store_true", help="request a delivery report (IMDN)")
     send.add_argument(
         "--store-and-forward", action="store_true",
@@ -101,11 +107,8 @@ def run_command(args: argparse.Namespace) -> int:
     psk = None if args.plain else _psk(args)
     if getattr(args, "max_items", None) is not None and not 1 <= args.max_items <= 100:
         raise UsageError(f"invalid --max-items {args.max_items}: use 1 to 100")
-    if getattr(args, "expiry", None) is not None:
-        if not args.store_and_forward:
-            raise UsageError("--expiry applies to stored messages: add --store-and-forward")
-        if args.expiry <= 0:
-            raise UsageError(f"invalid --expiry {args.expiry}: use a number of seconds above 0")
+    if args.device_command == "send":
+        _check_send_options(args)
 
     started = time.perf_counter()
     outcome, result, cause, detail = asyncio.run(_run(args, host, port, psk))
@@ -119,13 +122,44 @@ def run_command(args: argparse.Namespace) -> int:
             "outcome": outcome,
             "code": str(result.code) if result is not None else None,
             "cause": cause,
-            "detail": detail,
+            "detail": _with_hint(args, cause, detail),
             "ms": round(milliseconds, 1),
             "response": result.document if result is not None else None,
         }, indent=2))
     else:
-        _print_outcome(args, outcome, result, cause, detail, transport, milliseconds)
+        _print_outcome(args, outcome, result, cause, _with_hint(args, cause, detail), transport, milliseconds)
     return 0 if outcome == OUTCOMES[args.device_command] else 1
+
+
+def _check_send_options(args: argparse.Namespace) -> None:
+    """Check --payload, --msg-id and --expiry against the gateway's message schema before anything is sent."""
+    members = local_schema("message.json")["properties"]
+    max_payload = members["payload"]["maxLength"]
+    if len(args.payload) > max_payload:
+        raise UsageError(f"--payload has {len(args.payload)} characters: send at most {max_payload}")
+
+    msg_id = members["msgId"]
+    if args.msg_id is not None and not (
+        msg_id["minLength"] <= len(args.msg_id) <= msg_id["maxLength"] and re.search(msg_id["pattern"], args.msg_id)
+    ):
+        excerpt = args.msg_id if len(args.msg_id) <= 40 else args.msg_id[:37] + "..."
+        raise UsageError(
+            f"invalid --msg-id {excerpt!r}: use {msg_id['minLength']} to {msg_id['maxLength']} characters "
+            "of A-Z a-z 0-9 . _ ~ : -"
+        )
+
+    if args.expiry is not None:
+        if not args.store_and_forward:
+            raise UsageError("--expiry applies to stored messages: add --store-and-forward")
+        if args.expiry <= 0:
+            raise UsageError(f"invalid --expiry {args.expiry}: use a number of seconds above 0")
+
+
+def _with_hint(args: argparse.Namespace, cause: str | None, detail: str) -> str:
+    """Add the command-line fix to a detail that names a member of the server's MSG."""
+    if cause == "RECIPIENT_NOT_REGISTERED" and not getattr(args, "store_and_forward", True):
+        return f"{detail}; {STORE_AND_FORWARD_HINT}"
+    return detail
 
 
 async def _run(
@@ -183,7 +217,9 @@ def _print_outcome(
         return
     if outcome == "fetched" and result is not None:
         more = "yes" if result.document.get("more") else "no"
-        print(f"fetched {len(result.items)} items over {transport} (more: {more}) [{milliseconds:.0f} ms]")
+        count = len(result.items)
+        items = "1 item" if count == 1 else f"{count} items"
+        print(f"fetched {items} over {transport} (more: {more}) [{milliseconds:.0f} ms]")
         for item in result.items:
             print("  " + describe_item(item))
         return

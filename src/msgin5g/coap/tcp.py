@@ -61,7 +61,12 @@ _KNOWN_SIGNALING_OPTIONS = {
 
 
 class MessageTooLarge(ValueError):
-    """A message to send does not fit the peer's limit; the message names both sizes."""
+    """A message to send does not fit the peer's limit; `limit` is None when the peer did not say it."""
+
+    def __init__(self, detail: str, size: int | None = None, limit: int | None = None) -> None:
+        super().__init__(detail)
+        self.size = size
+        self.limit = limit
 
 
 class CoapFramingError(ValueError):
@@ -284,7 +289,9 @@ class CoapTcpConnection:
         if len(frame) > self.peer_max_message_size:
             raise MessageTooLarge(
                 f"message of {len(frame)} octets exceeds the peer's Max-Message-Size of "
-                f"{self.peer_max_message_size} octets"
+                f"{self.peer_max_message_size} octets",
+                size=len(frame),
+                limit=self.peer_max_message_size,
             )
         self._outgoing += frame
 

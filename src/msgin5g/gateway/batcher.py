@@ -18,6 +18,11 @@ logger = logging.getLogger(__name__)
 MAX_BULK_ENTRIES = 100
 
 
+# Marks a per-entry result whose BULK_REG got no response at all, so that the service returns 5.03.
+# Only the gateway reads it: the response to the device is built from the other members.
+UPSTREAM_FAILED = "_upstreamFailed"
+
+
 def entry_failure(ue_service_id: str, cause: str, detail: str) -> dict[str, Any]:
     """Build a per-entry result that reports a failure."""
     return {"ueServiceId": ue_service_id, "result": "FAILURE", "cause": cause, "detail": detail}
@@ -81,17 +86,20 @@ class RegistrationBatcher:
 
     async def _send(self, entries: list[BulkEntry]) -> dict[str, dict[str, Any]]:
         self.bulks_sent += 1
-        logger.info("sending BULK_REG with %d entries", len(entries))
+        logger.info("sending BULK_REG, entries: %d", len(entries))
         try:
             reply = await self._upstream.register_bulk(entries)
         except UpstreamError as error:
-            logger.warning("BULK_REG of %d entries failed: %s", len(entries), error.detail)
+            logger.warning("BULK_REG failed (%s), entries: %d: %s", error.cause, len(entries), error.detail)
             return {
-                entry.ue_service_id: entry_failure(entry.ue_service_id, error.cause, error.detail)
+                entry.ue_service_id: {
+                    **entry_failure(entry.ue_service_id, error.cause, error.detail),
+                    UPSTREAM_FAILED: True,
+                }
                 for entry in entries
             }
         except Exception:
-            logger.exception("BULK_REG of %d entries failed", len(entries))
+            logger.exception("BULK_REG failed, entries: %d", len(entries))
             return {
                 entry.ue_service_id: entry_failure(
                     entry.ue_service_id, "GATEWAY_ERROR", "the gateway failed to send the BULK_REG"

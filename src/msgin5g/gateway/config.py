@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from msgin5g.service.messages import schema_validator
 from msgin5g.service.ue_profile import ProfileError, UeProfile, profile_from_mapping
 
 TRANSPORTS = ("dtls", "coap")
@@ -115,6 +116,7 @@ def gateway_config_from_mapping(document: Any, base_dir: Path) -> GatewayConfig:
     _check_keys(document, TOP_LEVEL_KEYS, "")
 
     ue = _ue_profile(document.get("ue"), base_dir)
+    check_ue_service_id(ue.ue_service_id, "ue.ue_service_id")
     listener = _listener(document.get("listener"))
     devices = _devices(document.get("devices"), base_dir)
     own = next((device for device in devices if device.ue_service_id == ue.ue_service_id), None)
@@ -206,11 +208,28 @@ def _device(entry: Any, index: int, base_dir: Path) -> DeviceConfig:
             f"invalid {where}.device_id {device_id!r}: use 1 to {MAX_ID_LENGTH} printable ASCII "
             "characters without spaces (it is the DTLS PSK identity)"
         )
+    ue_service_id = entry.get("ue_service_id")
+    if not isinstance(ue_service_id, str):
+        raise GatewayConfigError(f"missing {where}.ue_service_id: set it to the device's UE service ID")
+    check_ue_service_id(ue_service_id, f"{where}.ue_service_id")
     return DeviceConfig(
         device_id=device_id,
         psk=_psk(entry, where, base_dir),
         application_id=_text(entry, "application_id", where),
-        ue_service_id=_text(entry, "ue_service_id", where),
+        ue_service_id=ue_service_id,
+    )
+
+
+def check_ue_service_id(value: str, key: str) -> None:
+    """Check a UE service ID against the rule of the server's REG schema; the error names `key` and the rule."""
+    rule = schema_validator("reg.json").schema["$defs"]["UeServiceId"]
+    low, high, pattern = rule["minLength"], rule["maxLength"], rule["pattern"]
+    if low <= len(value) <= high and re.search(pattern, value):
+        return
+    excerpt = value if len(value) <= 40 else value[:37] + "..."
+    raise GatewayConfigError(
+        f"invalid {key} {excerpt!r}: a UE service ID is {low} to {high} printable ASCII characters "
+        f"without spaces (pattern {pattern}, as the MSGin5G Server's REG schema requires)"
     )
 
 

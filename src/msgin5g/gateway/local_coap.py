@@ -13,7 +13,7 @@ from aiocoap import Message
 from aiocoap.numbers.codes import Code
 
 from msgin5g.coap import udp
-from msgin5g.gateway.service import GatewayCause, GatewayService, failure
+from msgin5g.gateway.service import GatewayService
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,8 @@ class LocalCoapListener(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, request: Message, address: tuple, duplicates: udp.Deduplicator) -> None:
-        device_id = device_from_query(request)
         try:
-            if device_id is None:
-                response = failure(
-                    GatewayCause.DEVICE_UNKNOWN,
-                    "the unsecured test transport needs the query ?device=DEVICE_ID",
-                    Code.UNAUTHORIZED,
-                )
-            else:
-                response = await self._service.handle(request, device_id)
+            response = await self._service.handle(request, device_from_query(request))
         except Exception:
             logger.exception("request from %s failed", address[0])
             response = Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal gateway error")

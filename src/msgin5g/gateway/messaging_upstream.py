@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from msgin5g.gateway.upstream import BulkEntry, InboxItem, UpstreamError, UpstreamReply
+from msgin5g.gateway.upstream import BulkEntry, InboxItem, UpstreamError, UpstreamReply, UpstreamRequestTooLarge
 from msgin5g.service import messages
 from msgin5g.service.client import REGISTERED, new_http_client
-from msgin5g.service.messaging_client import MessagingError, MessagingSession
+from msgin5g.service.messaging_client import MessageTooLargeError, MessagingError, MessagingSession
 from msgin5g.service.ue_profile import UeProfile
 from msgin5g.service.usim import Usim
 
@@ -132,7 +132,18 @@ class MessagingUpstream:
         async with self._lock:
             try:
                 result = await session.request(request)
+            except MessageTooLargeError as error:
+                raise _too_large(request, error) from None
             except MessagingError as error:
                 self._state = f"unavailable ({error.cause})"
                 raise UpstreamError(error.cause, error.detail) from None
         return UpstreamReply(int(result.code), result.document)
+
+
+def _too_large(request: messages.Request, error: MessageTooLargeError) -> UpstreamRequestTooLarge:
+    """Translate the session's oversize error; the upstream session stays usable."""
+    logger.warning(
+        "%s request of %s octets not sent: the server accepts at most %s octets",
+        request.operation, error.size or "unknown", error.limit or "an unknown number of",
+    )
+    return UpstreamRequestTooLarge(str(request.operation), error.size, error.limit)

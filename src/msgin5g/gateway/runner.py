@@ -6,7 +6,8 @@
 `running_gateway` starts the upstream session first (primary authentication,
 AKMA and REG of the gateway's own UE service ID). When that fails the gateway
 still listens, responds to devices with UPSTREAM_UNAVAILABLE, and the poller
-retries the session every poll interval.
+retries the session with exponential backoff (1 s doubling to 60 s, and never
+sooner than the poll interval).
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from msgin5g.gateway.backoff import UpstreamStatus
 from msgin5g.gateway.config import GatewayConfig
 from msgin5g.gateway.local_coap import LocalCoapListener, start_local_coap_listener
 from msgin5g.gateway.local_dtls import LocalDtlsListener, LocalDtlsOptions, start_local_dtls_listener
@@ -59,8 +61,9 @@ async def running_gateway(
 ) -> AsyncIterator[RunningGateway]:
     """Start every part of the gateway, yield it, and stop it cleanly on exit."""
     store = await GatewayStore(config.database).open()
-    service = GatewayService(config, upstream, store)
-    poller = InboxPoller(config, upstream, store, service)
+    status = UpstreamStatus()
+    service = GatewayService(config, upstream, store, status=status)
+    poller = InboxPoller(config, upstream, store, service, status=status)
     shutdown = asyncio.Event()
     listener: LocalDtlsListener | LocalCoapListener | None = None
     poll_task: asyncio.Task[None] | None = None

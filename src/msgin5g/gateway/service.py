@@ -1,11 +1,13 @@
 """The Gateway UE's local resources (a stand-in for MSGin5G-5), independent of the transport.
 
-| resource                            | request body                                       | success    |
-| ----------------------------------- | -------------------------------------------------- | ---------- |
-| POST /msgin5g-gw/v1/registrations   | applicationId, layer2Id?, urgency?, expirationTime? | 2.01      |
-| POST /msgin5g-gw/v1/deregistrations | applicationId                                      | as relayed |
-| POST /msgin5g-gw/v1/messages        | destAddr, payload, msgId?, oriAddr?, delivStReqInd?, stoAndFwInd?, stoAndFwParams? | as relayed |
-| POST /msgin5g-gw/v1/inbox           | ack?, maxItems?                                    | 2.04       |
+| resource                            | request body                                       | response messageType, success |
+| ----------------------------------- | -------------------------------------------------- | ---------------- |
+| POST /msgin5g-gw/v1/registrations   | applicationId, layer2Id?, urgency?, expirationTime? | REG, 2.01       |
+| POST /msgin5g-gw/v1/deregistrations | applicationId                                      | DEREG, as relayed |
+| POST /msgin5g-gw/v1/messages        | destAddr, payload, msgId?, oriAddr?, delivStReqInd?, stoAndFwInd?, stoAndFwParams? | MSGRESP, as relayed |
+| POST /msgin5g-gw/v1/inbox           | ack?, maxItems?                                    | INBOX, 2.04     |
+
+Every JSON response carries the messageType of its resource, failures too.
 
 The listener authenticates the device (DTLS PSK identity = device_id) and
 passes its device ID to `GatewayService.handle`. Before anything goes
@@ -29,10 +31,19 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.numbers.optionnumbers import OptionNumber
 
-from msgin5g.gateway.batcher import RegistrationBatcher
+from msgin5g.gateway.backoff import UpstreamStatus, counted
+from msgin5g.gateway.batcher import UPSTREAM_FAILED, RegistrationBatcher
 from msgin5g.gateway.config import DeviceConfig, GatewayConfig
 from msgin5g.gateway.store import GatewayStore
-from msgin5g.gateway.upstream import NORMAL, URGENT, BulkEntry, Upstream, UpstreamError, UpstreamReply
+from msgin5g.gateway.upstream import (
+    NORMAL,
+    URGENT,
+    BulkEntry,
+    Upstream,
+    UpstreamError,
+    UpstreamReply,
+    UpstreamRequestTooLarge,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +58,16 @@ SCHEMA_FILES = {
     MESSAGES: "message.json",
     INBOX: "inbox.json",
 }
+# The messageType of every JSON response of each resource.
+RESPONSE_TYPES = {
+    REGISTRATIONS: "REG",
+    DEREGISTRATIONS: "DEREG",
+    MESSAGES: "MSGRESP",
+    INBOX: "INBOX",
+}
 DEFAULT_MAX_ITEMS = 20
+# A schema error quotes at most this much of the jsonschema message (a payload may hold 8192 characters).
+MAX_REASON_LENGTH = 200
 
 # Uri-Query names the device on the unsecured test transport; DTLS ignores it.
 UNDERSTOOD_OPTIONS = frozenset(
@@ -72,6 +92,7 @@ class GatewayCause(enum.StrEnum):
     ORIGINATOR_MISMATCH = "ORIGINATOR_MISMATCH"
     REQUEST_EXPIRED = "REQUEST_EXPIRED"
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
 
 
 # Response codes of the gateway's causes, and of server causes in per-entry BULK_REG results.
@@ -83,6 +104,7 @@ CAUSE_CODES = {
     "ORIGINATOR_MISMATCH": Code.FORBIDDEN,
     "REQUEST_EXPIRED": Code.BAD_REQUEST,
     "UPSTREAM_UNAVAILABLE": Code.SERVICE_UNAVAILABLE,
+    "MESSAGE_TOO_LARGE": Code.REQUEST_ENTITY_TOO_LARGE,
     "UE_SERVICE_ID_NOT_ASSOCIATED": Code.FORBIDDEN,
     "NOT_REGISTERED": Code.NOT_FOUND,
     "AUTHORIZATION_UNAVAILABLE": Code.SERVICE_UNAVAILABLE,
@@ -116,6 +138,40 @@ def diagnostic(code: Code, text: str) -> Message:
     return Message(code=code, payload=text.encode("utf-8"))
 
 
+def with_message_type(response: Message, message_type: str) -> Message:
+    """Add `messageType` to a JSON response body that has none (diagnostic payloads stay as they are)."""
+    if response.opt.content_format != ContentFormat.JSON:
+        return response
+    document = json.loads(bytes(response.payload))
+    if not isinstance(document, dict) or "messageType" in document:
+        return response
+    document = {"messageType": message_type, **document}
+    response.payload = json.dumps(document).encode("utf-8")
+    return response
+
+
+def schema_reason(error: jsonschema.ValidationError) -> str:
+    """Describe a failed schema keyword without quoting a long value back to the device."""
+    keyword, limit = error.validator, error.validator_value
+    if keyword == "maxLength":
+        return f"longer than {limit} characters"
+    if keyword == "minLength":
+        return f"shorter than {limit} characters"
+    if keyword == "pattern":
+        return f"does not match the pattern {limit}"
+    if keyword == "maxItems":
+        return f"more than {limit} entries"
+    if keyword == "type":
+        return f"is not of type {limit}"
+    message = error.message
+    return message if len(message) <= MAX_REASON_LENGTH else message[: MAX_REASON_LENGTH - 3] + "..."
+
+
+def local_schema(file_name: str) -> dict[str, Any]:
+    """Return one of the gateway's JSON Schemas (gateway/schemas/), for checks made before a request is sent."""
+    return dict(_validator(file_name).schema)
+
+
 def parse_time(text: str) -> datetime | None:
     """Parse an RFC 3339 date-time with an offset; return None if it is not one."""
     try:
@@ -128,27 +184,47 @@ def parse_time(text: str) -> datetime | None:
 class GatewayService:
     """Decides the local requests of authenticated devices and relays them upstream."""
 
-    def __init__(self, config: GatewayConfig, upstream: Upstream, store: GatewayStore) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        upstream: Upstream,
+        store: GatewayStore,
+        *,
+        status: UpstreamStatus | None = None,
+    ) -> None:
         self._config = config
         self._upstream = upstream
         self._store = store
+        self._status = status if status is not None else UpstreamStatus()
         self.batcher = RegistrationBatcher(upstream, config.bulk_wait_ms)
 
     async def close(self) -> None:
         await self.batcher.close()
 
-    async def handle(self, request: Message, device_id: str) -> Message:
-        """Return the response to one CoAP request of the device authenticated as `device_id`."""
-        device = self._config.device(device_id)
-        if device is None:
-            return failure(GatewayCause.DEVICE_UNKNOWN, f"device {device_id!r} is not configured at this gateway")
+    async def handle(self, request: Message, device_id: str | None) -> Message:
+        """Return the response to one CoAP request of the device authenticated as `device_id`.
+
+        `device_id` is None when a request on the unsecured test transport has no `?device=` query.
+        """
         rejection = self._check_coap(request)
         if rejection is not None:
             return rejection
-
         resource = request.opt.uri_path[-1]
+        response = await self._handle_resource(resource, bytes(request.payload), device_id)
+        return with_message_type(response, RESPONSE_TYPES[resource])
+
+    async def _handle_resource(self, resource: str, payload: bytes, device_id: str | None) -> Message:
+        if device_id is None:
+            return failure(
+                GatewayCause.DEVICE_UNKNOWN,
+                "the unsecured test transport needs the query ?device=DEVICE_ID",
+                Code.UNAUTHORIZED,
+            )
+        device = self._config.device(device_id)
+        if device is None:
+            return failure(GatewayCause.DEVICE_UNKNOWN, f"device {device_id!r} is not configured at this gateway")
         try:
-            body = self._parse_body(resource, bytes(request.payload))
+            body = self._parse_body(resource, payload)
         except ValueError as error:
             return failure(GatewayCause.MALFORMED_MESSAGE, str(error))
 
@@ -160,12 +236,22 @@ class GatewayService:
             if resource == MESSAGES:
                 return await self._relay_message(device, body)
             return await self._inbox(device, body)
+        except UpstreamRequestTooLarge as error:
+            logger.info("device %s: %s not relayed: %s", device.device_id, resource, error.detail)
+            return failure(GatewayCause.MESSAGE_TOO_LARGE, error.detail)
         except UpstreamError as error:
-            logger.warning("device %s: %s not relayed: %s", device.device_id, resource, error.detail)
-            return failure(
-                GatewayCause.UPSTREAM_UNAVAILABLE,
-                f"the gateway has no working session to the MSGin5G Server ({error.cause}): {error.detail}",
-            )
+            logger.warning("device %s: %s not relayed (%s): %s", device.device_id, resource, error.cause, error.detail)
+            return failure(GatewayCause.UPSTREAM_UNAVAILABLE, self._unavailable_detail(error))
+
+    def _unavailable_detail(self, error: UpstreamError) -> str:
+        """Describe the failed relay and the upstream session's state, so that a device can tell how long to wait."""
+        state = f"Upstream session: {self._upstream.state}"
+        if self._status.failures:
+            state += f"; {self._status.describe()}"
+        return (
+            f"the gateway has no working session to the MSGin5G Server ({error.cause}): {error.detail.rstrip('.')}. "
+            f"{state}. Try again later"
+        )
 
     # CoAP checks
 
@@ -198,8 +284,8 @@ class GatewayService:
             first = errors[0]
             pointer = "".join(f"/{part}" for part in first.absolute_path) or "/"
             raise ValueError(
-                f"the {resource} body is invalid at {pointer}: {first.message}; send a body that "
-                f"matches gateway/schemas/{SCHEMA_FILES[resource]}"
+                f"the {resource} body is invalid at {pointer}: {schema_reason(first)}; see "
+                f"POST /msgin5g-gw/v1/{resource} in docs/msgin5g-1.md for the members and their limits"
             )
         return document
 
@@ -264,6 +350,9 @@ class GatewayService:
             document = {"result": "SUCCESS", "detail": detail, "ueServiceId": device.ue_service_id, "urgency": urgency}
             return json_response(Code.CREATED, document)
 
+        if result.get(UPSTREAM_FAILED):
+            error = UpstreamError(str(result.get("cause")), detail)
+            return failure(GatewayCause.UPSTREAM_UNAVAILABLE, self._unavailable_detail(error), urgency=urgency)
         cause = str(result.get("cause") or "REJECTED")
         logger.info("device %s: registration of %s rejected (%s)", device.device_id, device.ue_service_id, cause)
         failure_code = code if code is not None and code.class_ in (4, 5) else None
@@ -327,7 +416,7 @@ class GatewayService:
         items, more = await self._store.fetch(device.device_id, body.get("maxItems", DEFAULT_MAX_ITEMS))
         document = {
             "result": "SUCCESS",
-            "detail": f"{len(items)} items, {acked} acknowledged",
+            "detail": f"{counted(len(items), 'item')}, {acked} acknowledged",
             "items": [{"deliveryId": delivery_id, "message": message} for delivery_id, message in items],
             "more": more,
         }

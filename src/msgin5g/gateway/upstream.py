@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 NORMAL = "NORMAL"
 URGENT = "URGENT"
+MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
 
 
 class UpstreamError(Exception):
@@ -21,6 +22,24 @@ class UpstreamError(Exception):
         super().__init__(detail)
         self.cause = cause
         self.detail = detail
+
+
+class UpstreamRequestTooLarge(UpstreamError):
+    """A request that the upstream transport cannot carry; nothing was sent, and the session stays usable."""
+
+    def __init__(self, operation: str, size: int | None, limit: int | None) -> None:
+        encoded = f"{size} octets once encoded" if size is not None else "too large once encoded"
+        accepted = (
+            f"accepts at most {limit} octets per CoAP message (its Max-Message-Size)"
+            if limit is not None
+            else "rejected it as too large"
+        )
+        super().__init__(
+            MESSAGE_TOO_LARGE,
+            f"the {operation} request is {encoded}, and the MSGin5G Server {accepted}; send a shorter payload",
+        )
+        self.size = size
+        self.limit = limit
 
 
 @dataclasses.dataclass(frozen=True)

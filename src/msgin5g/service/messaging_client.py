@@ -74,6 +74,15 @@ class MessagingError(Exception):
         self.detail = detail
 
 
+class MessageTooLargeError(MessagingError):
+    """A request that the transport cannot carry; nothing was sent. `limit` may be unknown (None)."""
+
+    def __init__(self, detail: str, size: int | None, limit: int | None) -> None:
+        super().__init__("MESSAGE_TOO_LARGE", detail)
+        self.size = size
+        self.limit = limit
+
+
 def new_msg_id() -> str:
     """Return a random msgId (16 hex digits)."""
     return secrets.token_hex(8)
@@ -113,8 +122,8 @@ class MessagingSession(UeSession):
                     f"the request to the AUSF at {self.profile.ausf_uri} failed: {describe_http_error(error)}",
                 ) from None
             except coap_tcp.MessageTooLarge as error:
-                raise MessagingError(
-                    "MESSAGE_TOO_LARGE", f"{error}; send a shorter payload"
+                raise MessageTooLargeError(
+                    f"{error}; send a shorter payload", error.size, error.limit
                 ) from None
             except OSError as error:
                 raise MessagingError(
