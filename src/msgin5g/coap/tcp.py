@@ -13,6 +13,7 @@ Abort and stop, as RFC 8323 clause 5.6 requires for reliable transports.
 
 import dataclasses
 import enum
+import functools
 
 from aiocoap import Message
 from aiocoap.error import UnparsableMessage
@@ -332,11 +333,7 @@ class CoapTcpConnection:
     # Steps
 
     def _queue_csm(self, block_wise_transfer: bool) -> None:
-        csm = Message(code=Code.CSM)
-        csm.opt.add_option(UintOption(SignalingOption.MAX_MESSAGE_SIZE, self.max_message_size))
-        if block_wise_transfer:
-            csm.opt.add_option(OpaqueOption(SignalingOption.BLOCK_WISE_TRANSFER, b""))
-        self._outgoing += encode_message(csm)
+        self._outgoing += _encoded_csm(self.max_message_size, block_wise_transfer)
 
     def _queue_signal(self, code: Code, token: bytes, diagnostic: str = "") -> None:
         message = Message(code=code, payload=diagnostic.encode("utf-8"))
@@ -420,6 +417,16 @@ class CoapTcpConnection:
             # Messages are handled in arrival order, so all earlier ones are processed.
             pong.opt.add_option(OpaqueOption(SignalingOption.CUSTODY, b""))
         self._outgoing += encode_message(pong)
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded_csm(max_message_size: int, block_wise_transfer: bool) -> bytes:
+    """Return the CSM frame; cached, because every connection sends the same one."""
+    csm = Message(code=Code.CSM)
+    csm.opt.add_option(UintOption(SignalingOption.MAX_MESSAGE_SIZE, max_message_size))
+    if block_wise_transfer:
+        csm.opt.add_option(OpaqueOption(SignalingOption.BLOCK_WISE_TRANSFER, b""))
+    return encode_message(csm)
 
 
 def _check_signaling_options(message: Message, code: Code, known: set[int]) -> None:

@@ -228,7 +228,12 @@ def _check_record_header(content_type: int, version: int, length: int, name: str
 
 
 class _Reader:
-    """Bounds-checked reading of TLS presentation-language fields."""
+    """Bounds-checked reading of TLS presentation-language fields.
+
+    Field names are only formatted into a message when a check fails, because a
+    server parses one ClientHello per handshake and the f-strings would show up
+    in its profile.
+    """
 
     def __init__(self, data: bytes, name: str) -> None:
         self._data = data
@@ -239,28 +244,37 @@ class _Reader:
     def remaining(self) -> int:
         return len(self._data) - self._offset
 
-    def uint(self, size: int, field: str) -> int:
-        return int.from_bytes(self.octets(size, field), "big")
-
-    def octets(self, size: int, field: str) -> bytes:
-        if size > self.remaining:
-            raise ClientHelloError(
-                AlertDescription.decode_error,
-                f"{self._name}: {field} needs {size} octets but only {self.remaining} remain",
-            )
-        value = self._data[self._offset : self._offset + size]
-        self._offset += size
+    def uint(self, size: int, field: str, number: int | None = None) -> int:
+        end = self._offset + size
+        if end > len(self._data):
+            raise self._too_short(size, field, number)
+        value = int.from_bytes(self._data[self._offset : end], "big")
+        self._offset = end
         return value
 
-    def vector(self, length_size: int, field: str, minimum: int, maximum: int) -> bytes:
-        """Read a vector `<minimum..maximum>` whose length prefix has `length_size` octets."""
-        length = self.uint(length_size, f"length of {field}")
+    def octets(self, size: int, field: str, number: int | None = None) -> bytes:
+        end = self._offset + size
+        if end > len(self._data):
+            raise self._too_short(size, field, number)
+        value = self._data[self._offset : end]
+        self._offset = end
+        return value
+
+    def vector(
+        self, length_size: int, field: str, minimum: int, maximum: int, number: int | None = None
+    ) -> bytes:
+        """Read a vector `<minimum..maximum>` whose length prefix has `length_size` octets.
+
+        `number` completes the field's name in messages, as in "extension 41".
+        """
+        length = self.uint(length_size, "length of " + field, number)
         if not minimum <= length <= maximum:
             raise ClientHelloError(
                 AlertDescription.decode_error,
-                f"{self._name}: {field} has {length} octets, allowed {minimum} to {maximum}",
+                f"{self._name}: {_field_name(field, number)} has {length} octets, "
+                f"allowed {minimum} to {maximum}",
             )
-        return self.octets(length, field)
+        return self.octets(length, field, number)
 
     def expect_end(self) -> None:
         if self.remaining:
@@ -268,6 +282,17 @@ class _Reader:
                 AlertDescription.decode_error,
                 f"{self._name}: {self.remaining} unexpected octets at the end",
             )
+
+    def _too_short(self, size: int, field: str, number: int | None) -> ClientHelloError:
+        return ClientHelloError(
+            AlertDescription.decode_error,
+            f"{self._name}: {_field_name(field, number)} needs {size} octets but only "
+            f"{self.remaining} remain",
+        )
+
+
+def _field_name(field: str, number: int | None) -> str:
+    return field if number is None else f"{field} {number}"
 
 
 def parse_client_hello(body: bytes) -> ClientHello:
@@ -316,7 +341,7 @@ def _parse_extensions(data: bytes) -> tuple[dict[int, bytes], tuple[int, ...]]:
 
     while reader.remaining:
         extension_type = reader.uint(2, "extension_type")
-        extension_data = reader.vector(2, f"extension {extension_type}", 0, 2**16 - 1)
+        extension_data = reader.vector(2, "extension", 0, 2**16 - 1, extension_type)
         if extension_type in extensions:
             # RFC 8446 clause 4.2: at most one extension of each type.
             raise ClientHelloError(
