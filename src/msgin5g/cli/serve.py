@@ -51,8 +51,9 @@ configuration keys (a relative database path is taken from the file's folder):
   udm, cm, aanf, ausf, server also take store {backend: sqlite (default),
             redis with url, or redis-cluster with nodes (host:port list),
             key_prefix, timeout (s)}; with Redis, database is optional
-  udm, cm   sbi {host, port}, database
-  cf        sbi {host, port}, associations (list of {ue_service_id, ue_id,
+  udm, cm   sbi {host, port, server: granian (default) or hypercorn},
+            database
+  cf        sbi, associations (list of {ue_service_id, ue_id,
             relation: own (default) or gateway})
   aanf      sbi, database, k_af_lifetime (s), context_lifetime (s),
             authorized_afs (list of AF FQDNs), oauth {signing_key (hex),

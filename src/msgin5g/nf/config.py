@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from msgin5g.sbi.client import DEFAULT_TIMEOUT_SECONDS, check_base_uri
+from msgin5g.sbi.server import DEFAULT_SERVER_STACK, ServerStack
 from msgin5g.store.redis import REDIS_BACKENDS, StoreSelection, check_database_selected
 
 
@@ -40,10 +41,11 @@ class ConfigModel(BaseModel):
 
 
 class SbiBinding(ConfigModel):
-    """Address and port on which the function listens for SBI requests."""
+    """Address and port on which the function listens for SBI requests, and the HTTP/2 server stack."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
+    server: ServerStack = DEFAULT_SERVER_STACK
 
 
 class Peer(ConfigModel):

@@ -37,7 +37,7 @@ async def serve_nf(
         uri = socket_uri(sock)
         logger.info("%s listening on %s", name, uri)
         ready(uri)
-        await serve(app, sock, shutdown)
+        await serve(app, sock, shutdown, server=binding.server)
     finally:
         sock.close()
     logger.info("%s stopped", name)
