@@ -3,15 +3,15 @@
 Subject: a real AAnF process (`msgin5g serve aanf`, SQLite store) holding
 provisioned AKMA contexts. Reference: a bare ASGI application that reads the
 request body and returns a constant JSON body of the same shape, served by
-the same stack (`msgin5g.sbi.server.serve`: Hypercorn 0.18 with the SBI
-configuration and the request-body drain wrapper). h2load sends every request
-on one HTTP/2 connection with 100 concurrent streams, as one SBI peer does.
+the same stack (`msgin5g.sbi.server.serve` with the SBI configuration and the
+request-body drain wrapper). h2load sends every request on one HTTP/2
+connection with 100 concurrent streams, as one SBI peer does.
 
-When the `granian` command is found (on PATH, or at MSGIN5G_BENCH_GRANIAN),
-the row also records the same load against the bare application and the AAnF
-served by Granian, for the choice of the HTTP/2 server stack.
+The row measures the default stack (`sbi.server`, Granian). For the choice
+of the stack it also records the same pair on the other one (Hypercorn) in
+`extra`.
 
-    python bench/bench_aanf.py --serve-bare      # the reference server alone
+    python bench/bench_aanf.py --serve-bare [--stack NAME]   # the reference server alone
     python bench/bench_aanf.py --profile FILE    # the AAnF under pyinstrument
 """
 
@@ -32,6 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+
+from msgin5g.sbi.server import DEFAULT_SERVER_STACK  # noqa: E402
 
 NAME = "aanf_retrieve_h2"
 RETRIEVE_PATH = "/naanf-akma/v1/retrieve-applicationkey"
@@ -87,36 +89,9 @@ async def _run_lifespan(receive, send) -> None:
             return
 
 
-def aanf_granian_app():
-    """Build the AAnF application for Granian (`--factory`), its store opened in the lifespan.
 
-    The configuration file comes from MSGIN5G_BENCH_AANF_CONFIG.
-    """
-    from msgin5g.nf.aanf.app import aanf_app
-    from msgin5g.nf.aanf.config import load_aanf_config
-    from starlette.applications import Starlette
-
-    config = load_aanf_config(os.environ["MSGIN5G_BENCH_AANF_CONFIG"])
-    holder: dict[str, Starlette] = {}
-
-    @asynccontextmanager
-    async def lifespan(_app) -> AsyncIterator[None]:
-        async with aanf_app(config) as inner:
-            holder["app"] = inner
-            yield
-
-    async def app(scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            async with lifespan(None):
-                await _run_lifespan(receive, send)
-            return
-        await holder["app"](scope, receive, send)
-
-    return app
-
-
-async def serve_bare() -> None:
-    """Serve `bare_app` on a free loopback port with the SBI server stack until SIGTERM."""
+async def serve_bare(stack: str) -> None:
+    """Serve `bare_app` on a free loopback port with the SBI server `stack` until SIGTERM."""
     from msgin5g.sbi.server import bind_socket, serve, socket_uri
 
     shutdown = asyncio.Event()
@@ -127,7 +102,7 @@ async def serve_bare() -> None:
     sock = bind_socket(common.LOOPBACK, 0)
     try:
         print(json.dumps({"event": "ready", "service": "bare", "uri": socket_uri(sock)}), flush=True)
-        await serve(bare_app, sock, shutdown)
+        await serve(bare_app, sock, shutdown, server=stack)
     finally:
         sock.close()
 
@@ -135,10 +110,13 @@ async def serve_bare() -> None:
 # --- processes --------------------------------------------------------------
 
 
-def write_aanf_config(workdir: Path) -> Path:
-    path = workdir / "aanf.yaml"
+def write_aanf_config(workdir: Path, stack: str = DEFAULT_SERVER_STACK) -> Path:
+    path = workdir / f"aanf-{stack}.yaml"
     path.write_text(
-        json.dumps({"sbi": {"host": common.LOOPBACK, "port": 0}, "database": str(workdir / "aanf.sqlite3")}),
+        json.dumps({
+            "sbi": {"host": common.LOOPBACK, "port": 0, "server": stack},
+            "database": str(workdir / "aanf.sqlite3"),
+        }),
         encoding="utf-8",
     )
     return path
@@ -162,46 +140,8 @@ def start_aanf(config: Path, profile_output: Path | None = None) -> tuple[subpro
     return start_ready(common.python_command(*command))
 
 
-def start_bare() -> tuple[subprocess.Popen, str]:
-    return start_ready(common.python_command(__file__, "--serve-bare"))
-
-
-def granian_command() -> str | None:
-    """Return the granian executable to use, or None when it is not installed.
-
-    MSGIN5G_BENCH_GRANIAN names one explicitly; else the one installed beside
-    this interpreter (the `bench` extra), else the one on PATH.
-    """
-    beside = Path(sys.executable).parent / "granian"
-    if os.environ.get("MSGIN5G_BENCH_GRANIAN"):
-        return os.environ["MSGIN5G_BENCH_GRANIAN"]
-    return str(beside) if beside.exists() else shutil.which("granian")
-
-
-def start_granian(granian: str, target: str, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """Start Granian with one worker and HTTP/2 only on a free loopback port."""
-    port = common.free_port()
-    site_packages = [path for path in sys.path if path.endswith("site-packages")]
-    env = common.bench_env(env_extra)
-    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site_packages])
-    args = [
-        granian, "--interface", "asgi", "--http", "2", "--host", common.LOOPBACK, "--port", str(port),
-        "--workers", "1", "--no-ws", "--working-dir", str(common.BENCH_DIR), "--log-level", "warning",
-    ]
-    if target.endswith("()"):
-        args += ["--factory"]
-        target = target[:-2]
-    process, _ = common.start_process([*args, target], env=env)
-    common.start_draining(process)
-    try:
-        common.wait_for_port(port)
-    except BaseException:
-        common.stop_process(process)
-        raise
-    return process, f"http://{common.LOOPBACK}:{port}"
-
-
-# --- contexts ---------------------------------------------------------------
+def start_bare(stack: str = DEFAULT_SERVER_STACK) -> tuple[subprocess.Popen, str]:
+    return start_ready(common.python_command(__file__, "--serve-bare", "--stack", stack))
 
 
 async def register_contexts(aanf_uri: str, count: int) -> list[str]:
@@ -273,31 +213,26 @@ def measure_pair(
     )
 
 
-def measure_granian(config: Path, body_file: Path, requests: int, repeats: int) -> dict:
-    """Measure the bare application and the AAnF on Granian; return the figures for `extra`."""
-    granian = granian_command()
-    if granian is None:
-        return {"granian": "not measured: granian not found (set MSGIN5G_BENCH_GRANIAN)"}
-
-    bare, bare_uri = start_granian(granian, "bench_aanf:bare_app", {})
+def measure_stack(workdir: Path, stack: str, body_file: Path, requests: int, repeats: int) -> dict:
+    """Measure the AAnF (on the stored contexts) and the bare application on `stack`; return `extra` figures."""
+    aanf, aanf_uri = start_aanf(write_aanf_config(workdir, stack))
     try:
-        aanf, aanf_uri = start_granian(
-            granian, "bench_aanf:aanf_granian_app()", {"MSGIN5G_BENCH_AANF_CONFIG": str(config)}
-        )
+        bare, bare_uri = start_bare(stack)
         try:
             aanf_samples, bare_samples = measure_pair(aanf_uri, bare_uri, body_file, requests, repeats)
         finally:
-            common.stop_process(aanf)
+            common.stop_process(bare)
     finally:
-        common.stop_process(bare)
+        common.stop_process(aanf)
 
-    version = subprocess.run([granian, "--version"], capture_output=True, text=True).stdout.strip()
+    aanf_rate = common.summarize(aanf_samples)["median"]
+    bare_rate = common.summarize(bare_samples)["median"]
     return {
-        "granian_version": version,
-        "granian_aanf_per_s": common.summarize(aanf_samples)["median"],
-        "granian_aanf_samples": aanf_samples,
-        "granian_bare_per_s": common.summarize(bare_samples)["median"],
-        "granian_bare_samples": bare_samples,
+        f"{stack}_aanf_per_s": aanf_rate,
+        f"{stack}_aanf_samples": aanf_samples,
+        f"{stack}_bare_per_s": bare_rate,
+        f"{stack}_bare_samples": bare_samples,
+        f"{stack}_ratio": aanf_rate / bare_rate if bare_rate else None,
     }
 
 
@@ -330,25 +265,26 @@ def run(quick: bool) -> list[dict]:
         finally:
             common.stop_process(aanf)
 
-        granian = measure_granian(config, body_file, requests, repeats)
+        other_stack = "hypercorn" if DEFAULT_SERVER_STACK == "granian" else "granian"
+        comparison = measure_stack(workdir, other_stack, body_file, requests, repeats)
 
     extra = {
         "requests_per_sample": requests,
         "connections": CONNECTIONS,
         "concurrent_streams": STREAMS,
         "contexts_stored": contexts,
-        "server_stack": "hypercorn (msgin5g.sbi.server.serve)",
+        "server_stack": f"{DEFAULT_SERVER_STACK} (msgin5g.sbi.server.serve, the default sbi.server)",
         "command": f"h2load -n {requests} -c {CONNECTIONS} -m {STREAMS} -t 1 -d retrieve.json URI{RETRIEVE_PATH}",
         # NOTE: h2load sends one request body for every request, so all requests
         # carry the same A-KID; the lookup goes through the UNIQUE index on
         # a_kid in a table of `contexts_stored` rows.
         "a_kids_requested": 1,
-        **granian,
+        **comparison,
     }
     return [common.make_row(
         NAME,
-        subject="AAnF retrieve-applicationkey, h2c, 100 streams (hypercorn)",
-        reference="bare ASGI app returning a constant JSON, same hypercorn stack",
+        subject=f"AAnF retrieve-applicationkey, h2c, 100 streams ({DEFAULT_SERVER_STACK})",
+        reference=f"bare ASGI app returning a constant JSON, same {DEFAULT_SERVER_STACK} stack",
         samples=subject,
         reference_samples=reference,
         goal=0.5,
@@ -362,10 +298,11 @@ def main() -> None:
     parser.add_argument("--serve-bare", action="store_true", help="serve the bare ASGI application and print its URI")
     parser.add_argument("--profile", type=Path, help="run the h2load load against an AAnF under pyinstrument; write its text report to this file")
     parser.add_argument("--quick", action="store_true", help="use small counts")
+    parser.add_argument("--stack", default=DEFAULT_SERVER_STACK, help="SBI server stack of --serve-bare")
     args = parser.parse_args()
 
     if args.serve_bare:
-        asyncio.run(serve_bare())
+        asyncio.run(serve_bare(args.stack))
     elif args.profile is not None:
         profile_aanf(args.profile, args.quick)
     else:
