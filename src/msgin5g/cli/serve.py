@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -137,9 +138,27 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except (OSError, StoreError) as error:
         logger.error("%s stopped: %s", args.service, error)
+        exit_past_native_threads(1)
         return 1
     logger.info("%s exited cleanly", args.service)
+    exit_past_native_threads(0)
     return 0
+
+
+def exit_past_native_threads(status: int) -> None:
+    """End the process now, once Granian has served in it; otherwise return.
+
+    Granian's Rust I/O threads outlive the event loop, and one of them may
+    panic while the interpreter finalizes, which aborts the process (SIGABRT)
+    after a clean stop. The service's work is done here, so the logs and
+    stdout are flushed and the process exits without finalization.
+    """
+    if "granian" not in sys.modules:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

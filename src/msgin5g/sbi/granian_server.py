@@ -65,6 +65,10 @@ class BoundSocketServer(Server):
         self._sfd = self._shd.get_fd()
 
 
+# Seconds between the last response of a stop and Granian's GOAWAY.
+RESPONSE_FLUSH_SECONDS = 0.2
+
+
 async def serve_granian(
     app: ASGIApp,
     sock: socket.socket,
@@ -95,8 +99,13 @@ async def serve_granian(
         serving.result()  # The server failed before any shutdown request: raise its error.
         return
 
-    deadline = asyncio.get_running_loop().time() + graceful_seconds
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + graceful_seconds
     await tracker.wait_idle(deadline)
+    # NOTE: a pause so that peers read the last responses before the GOAWAY and
+    # its PING: httpx (h2 4.4) fails every stream still unread on a PING after
+    # GOAWAY. The pause suits loopback and LAN round trips; it is a heuristic.
+    await asyncio.sleep(max(0.0, min(RESPONSE_FLUSH_SECONDS, deadline - loop.time())))
     server.stop()
     await wait_until(serving, deadline)
 
