@@ -44,7 +44,7 @@ RESULTS_END = "<!-- results:end -->"
 
 # Rows run in this order; modules not listed run afterwards in name order.
 ROW_ORDER = ["kdf", "tls13", "dtls12", "aanf", "e2e", "memory", "aka"]
-PACKAGES = ["cryptography", "pyOpenSSL", "hypercorn", "h2", "httpx", "pyinstrument", "redis"]
+PACKAGES = ["cryptography", "pyOpenSSL", "granian", "hypercorn", "starlette", "h2", "httpx", "pyinstrument", "redis"]
 REPEATS_ENV = "MSGIN5G_BENCH_REPEATS"
 
 
@@ -212,7 +212,7 @@ def format_spread(row: dict, side: str) -> str:
 def format_ratio(row: dict) -> str:
     """Format the ratio, with the goal it is held to."""
     ratio, goal = row.get("ratio"), row.get("goal")
-    text = "-" if ratio is None else f"{ratio:.2f}"
+    text = "-" if ratio is None else f"{ratio:.3f}"
     return text if goal is None else f"{text} (goal >= {goal})"
 
 
