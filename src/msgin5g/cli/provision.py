@@ -42,7 +42,6 @@ from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from redis.exceptions import RedisError
 
 from msgin5g.cli.errors import UsageError
 from msgin5g.crypto.milenage import opc_from_op
@@ -60,7 +59,7 @@ from msgin5g.sbi.models.common import (
     check_identifier_text,
     check_supi,
 )
-from msgin5g.store.redis import StoreSelection
+from msgin5g.store.redis import CONNECT_ERRORS, StoreSelection
 from msgin5g.store.sqlite import StoreError, connect, transaction
 
 HEX_PATTERN = re.compile(r"[0-9A-Fa-f]+")
@@ -71,6 +70,10 @@ REDIS_WRITES_IN_FLIGHT = 64
 
 class ProvisioningError(ValueError):
     """The provisioning document is invalid or cannot be written; nothing was written."""
+
+
+class StoreUnavailableError(ProvisioningError):
+    """A failure to open or write the target store, caused by its configuration or its server."""
 
 
 def require_text(value: object, example: str) -> object:
@@ -278,11 +281,11 @@ def provision(database_path: Path | str, document: dict[str, Any]) -> Provisioni
     try:
         connection = connect(database_path)
     except StoreError as error:
-        raise ProvisioningError(str(error)) from None
+        raise StoreUnavailableError(str(error)) from None
     try:
         write(connection, subscribers, associations)
     except sqlite3.Error as error:
-        raise ProvisioningError(
+        raise StoreUnavailableError(
             f"cannot write database {database_path}: {error}; nothing was written"
         ) from None
     finally:
@@ -360,12 +363,12 @@ async def provision_store(selection: StoreSelection, document: dict[str, Any]) -
     try:
         subscriber_store = await open_subscriber_store(selection, None)
     except StoreError as error:
-        raise ProvisioningError(f"{error}; nothing was written") from None
+        raise StoreUnavailableError(f"{error}; nothing was written") from None
     try:
         association_store = await open_association_store(selection, None)
     except StoreError as error:
         await subscriber_store.close()
-        raise ProvisioningError(f"{error}; nothing was written") from None
+        raise StoreUnavailableError(f"{error}; nothing was written") from None
 
     written = 0
     try:
@@ -374,9 +377,9 @@ async def provision_store(selection: StoreSelection, document: dict[str, Any]) -
                 chunk = entries[start : start + REDIS_WRITES_IN_FLIGHT]
                 await asyncio.gather(*(upsert(entry) for entry in chunk))
                 written += len(chunk)
-    except (RedisError, OSError) as error:
+    except CONNECT_ERRORS as error:
         total = len(subscribers) + len(associations)
-        raise ProvisioningError(
+        raise StoreUnavailableError(
             f"cannot write to {where}: {error}; the first {written} of {total} entries were written "
             "(subscribers first, then associations). Each entry replaces the stored one, so run "
             "provision again once Redis answers"
@@ -437,6 +440,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = provision(database, document)
             where = str(database)
+    except StoreUnavailableError as error:
+        # The store configuration contains the wrong value. A --database error names its file itself.
+        prefix = f"{args.store_config}: " if args.store_config is not None else ""
+        raise UsageError(f"{prefix}{error}") from None
     except ProvisioningError as error:
         raise UsageError(f"{args.file}: {error}") from None
     print(

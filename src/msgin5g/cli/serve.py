@@ -52,6 +52,7 @@ configuration keys (a relative database path is taken from the file's folder):
   udm, cm, aanf, ausf, server also take store {backend: sqlite (default),
             redis with url, or redis-cluster with nodes (host:port list),
             key_prefix, timeout (s)}; with Redis, database is optional
+            and unused, and a file with both logs a WARNING at start
   udm, cm   sbi {host, port, server: granian (default) or hypercorn},
             database
   cf        sbi, associations (list of {ue_service_id, ue_id,

@@ -8,10 +8,12 @@ Each function reads one YAML file (free5GC and Open5GS style), for example:
 `port: 0` lets the system pick a free port; `msgin5g serve` prints the real
 URI. A relative `database` path is taken relative to the folder of the
 configuration file. An optional `store:` section selects Redis instead of
-the SQLite file (see `msgin5g.store.redis`); `database` is then optional. Unknown keys are errors, so that a typo does not pass
-silently.
+the SQLite file (see `msgin5g.store.redis`). With Redis, `database` is
+optional and unused, and a file that sets both gets a WARNING at start.
+Unknown keys are errors, so that a typo does not pass silently.
 """
 
+import logging
 from pathlib import Path
 from typing import Any, Self
 
@@ -29,7 +31,9 @@ from pydantic_core import InitErrorDetails
 
 from msgin5g.sbi.client import DEFAULT_TIMEOUT_SECONDS, check_base_uri
 from msgin5g.sbi.server import DEFAULT_SERVER_STACK, ServerStack
-from msgin5g.store.redis import REDIS_BACKENDS, StoreSelection, check_database_selected
+from msgin5g.store.redis import StoreSelection, check_database_selected
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -79,10 +83,12 @@ class NfConfig(ConfigModel):
 
 
 def require_database[M](model_name: str, data: Any, handler: ModelWrapValidatorHandler[M]) -> M:
-    """Report a missing `database` as a missing key, next to the other errors, unless the store is Redis."""
-    store = data.get("store") if isinstance(data, dict) else None
-    backend = store.get("backend") if isinstance(store, dict) else getattr(store, "backend", None)
-    if not isinstance(data, dict) or "database" in data or backend in REDIS_BACKENDS:
+    """Report a missing `database` as a missing key, next to the other errors, when the store is SQLite.
+
+    A `store` section that is not a mapping or names an unknown backend gets only its
+    own error, because the fix may be a Redis backend that needs no database.
+    """
+    if not isinstance(data, dict) or "database" in data or not selects_sqlite(data.get("store", {})):
         return handler(data)
 
     missing = InitErrorDetails(type="missing", loc=("database",), input=data)
@@ -95,6 +101,15 @@ def require_database[M](model_name: str, data: Any, handler: ModelWrapValidatorH
         ]
         raise ValidationError.from_exception_data(model_name, [missing, *details]) from None
     raise ValidationError.from_exception_data(model_name, [missing])
+
+
+def selects_sqlite(store: Any) -> bool:
+    """Return True when the raw `store` value is valid enough to tell that it selects SQLite."""
+    if isinstance(store, StoreSelection):
+        return not store.uses_redis
+    if not isinstance(store, dict):
+        return False
+    return store.get("backend", "sqlite") == "sqlite"
 
 
 def load_config[C: BaseModel](path: Path | str, model: type[C]) -> C:
@@ -112,7 +127,20 @@ def load_config[C: BaseModel](path: Path | str, model: type[C]) -> C:
 
     if config.database is not None and not config.database.is_absolute():
         config = config.model_copy(update={"database": path.parent / config.database})
+    warn_unused_database(path, config)
     return config
+
+
+def warn_unused_database(path: Path, config: BaseModel) -> None:
+    """Log a WARNING when `database` is set next to a Redis `store`, which leaves the SQLite file unused."""
+    store = getattr(config, "store", None)
+    if config.database is None or not isinstance(store, StoreSelection) or not store.uses_redis:
+        return
+    logger.warning(
+        "%s sets both database and store: database %s is not used because store selects %s; "
+        "remove database, or remove the store section to keep the state in SQLite",
+        path, config.database, store.describe(),
+    )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -13,10 +13,8 @@ import json
 import logging
 from datetime import datetime
 
-from redis.exceptions import RedisError
-
 from msgin5g.service.kaf import KafEntry
-from msgin5g.store.redis import RedisConnection, StoreSelection, text
+from msgin5g.store.redis import CONNECT_ERRORS, RedisConnection, StoreSelection, text
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ class RedisKafLayer:
         """Return the shared entry, or None when it is missing or Redis fails (logged)."""
         try:
             value = await self._redis.get(self._key(a_kid, af_id_value))
-        except (RedisError, OSError) as error:
+        except CONNECT_ERRORS as error:
             logger.warning("shared K_AF cache at %s failed on read: %s", self._connection.where, error)
             return None
         if value is None:
@@ -61,7 +59,7 @@ class RedisKafLayer:
         expiry_ms = int(entry.expiry.timestamp() * 1000)
         try:
             await self._redis.set(self._key(entry.a_kid, entry.af_id), json.dumps(document), pxat=expiry_ms)
-        except (RedisError, OSError) as error:
+        except CONNECT_ERRORS as error:
             logger.warning("shared K_AF cache at %s failed on write: %s", self._connection.where, error)
 
     async def aclose(self) -> None:

@@ -19,13 +19,13 @@ never trusts an index entry alone.
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisClusterUnreachableError, RedisError, ResponseError
 
 from msgin5g.store.sqlite import StoreError
 
@@ -35,6 +35,14 @@ BACKENDS = ("sqlite", "redis", "redis-cluster")
 REDIS_BACKENDS = ("redis", "redis-cluster")
 URL_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_KEY_PREFIX = "msgin5g"
+MAX_TIMEOUT_SECONDS = 60.0
+NODES_EXAMPLE = '["127.0.0.1:7000"]'
+
+# Errors of connecting and of the first commands. In redis-py 8.2,
+# RedisClusterException and its subclasses (RedisClusterUnreachableError,
+# SlotNotCoveredError) do not derive from RedisError. The cluster client raises
+# them when no startup node returns the slot map.
+CONNECT_ERRORS = (RedisError, RedisClusterException, OSError)
 
 type RedisClient = Redis | RedisCluster
 
@@ -50,7 +58,19 @@ class StoreSelection(BaseModel):
     nodes: list[str] | None = None
     key_prefix: str = DEFAULT_KEY_PREFIX
     # Seconds for connecting and for each command.
-    timeout: float = Field(default=5.0, gt=0, le=60)
+    timeout: float = Field(default=5.0, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def check_mapping(cls, data: Any) -> Any:
+        if isinstance(data, dict | StoreSelection):
+            return data
+        # The value itself is not shown: `store: redis://user:password@host` would print the password.
+        value_type = "null" if data is None else f"a {type(data).__name__} value"
+        raise ValueError(
+            f"store must be a mapping with a backend ({', '.join(BACKENDS)}), got {value_type}: "
+            "write e.g. store: {backend: redis, url: redis://127.0.0.1:6379/0}"
+        )
 
     @field_validator("backend")
     @classmethod
@@ -65,12 +85,29 @@ class StoreSelection(BaseModel):
         if value is None:
             return None
         parts = urlsplit(value.get_secret_value())
+        url_start = f"{parts.scheme}://{parts.hostname or ''}..."
         if parts.scheme not in URL_SCHEMES:
             raise ValueError(
-                f"store URL {parts.scheme}://{parts.hostname or ''}... has scheme {parts.scheme!r}: use redis://host:port/db, "
+                f"store URL {url_start} has scheme {parts.scheme!r}: use redis://host:port/db, "
                 "rediss:// for TLS, or unix:///path/to/redis.sock"
             )
+        if parts.scheme != "unix":
+            check_url_address(url_start, parts.netloc.rpartition("@")[2], parts.path)
         return value
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def check_nodes_type(cls, values: Any) -> Any:
+        if values is not None and not isinstance(values, list):
+            raise ValueError(
+                f"store nodes must be a list of HOST:PORT strings, e.g. {NODES_EXAMPLE}, got {values!r}"
+            )
+        for value in values or []:
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"store node {value!r} is invalid: write it as a quoted HOST:PORT string, e.g. {NODES_EXAMPLE}"
+                )
+        return values
 
     @field_validator("nodes")
     @classmethod
@@ -82,6 +119,21 @@ class StoreSelection(BaseModel):
         for value in values:
             parse_node(value)
         return values
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def check_timeout(cls, value: Any) -> Any:
+        # Checked before pydantic's own parsing, so that 'abc' and -1 get the same message.
+        try:
+            seconds = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            seconds = None
+        if seconds is None or not 0 < seconds <= MAX_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"store timeout {value!r} is invalid: give seconds greater than 0 and at most "
+                f"{MAX_TIMEOUT_SECONDS:g}, e.g. timeout: 5"
+            )
+        return value
 
     @field_validator("key_prefix")
     @classmethod
@@ -135,6 +187,17 @@ def parse_node(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def check_url_address(url_start: str, address: str, path: str) -> None:
+    """Raise ValueError when a redis:// or rediss:// URL has a non-numeric port or database number."""
+    port_text = address.rpartition("]")[2].partition(":")[2]
+    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ValueError(f"store URL {url_start} has port {port_text!r}: use a number from 1 to 65535")
+    # redis-py ignores a database part that is not a number and uses database 0.
+    database = path.removeprefix("/")
+    if database and not database.isdigit():
+        raise ValueError(f"store URL {url_start} has database {database!r}: end the URL with a number, e.g. /0")
+
+
 def check_database_selected(database: Path | None, store: StoreSelection) -> None:
     """Raise ValueError when the SQLite backend is selected without a database file."""
     if database is None and not store.uses_redis:
@@ -166,19 +229,18 @@ class RedisConnection:
 
     @classmethod
     async def open(cls, selection: StoreSelection) -> "RedisConnection":
-        """Connect and send PING; raise StoreError naming the address and the fix when that fails."""
+        """Connect, send PING and check the cluster mode; raise StoreError naming the address and the fix."""
         client = make_client(selection)
         where = selection.describe()
         try:
-            if isinstance(client, RedisCluster):
-                await client.initialize()
-            await client.ping()
-        except (RedisError, OSError) as error:
+            await check_server(client, selection)
+        except StoreError:
             await client.aclose()
-            raise StoreError(
-                f"cannot connect to {where}: {error}; check that redis-server runs there "
-                "and that the store section names it"
-            ) from None
+            raise
+        except CONNECT_ERRORS as error:
+            reason = await explain_connect_error(selection, error)
+            await client.aclose()
+            raise StoreError(f"cannot connect to {where}: {reason}") from None
         logger.info("connected to %s", where)
         return cls(client, KeySpace(selection.key_prefix), where)
 
@@ -195,6 +257,75 @@ def make_client(selection: StoreSelection) -> RedisClient:
     if selection.backend == "redis":
         return Redis.from_url(selection.url.get_secret_value() if selection.url else "", **timeouts)
     raise StoreError(f"store backend {selection.backend!r} is not a Redis backend")
+
+
+async def check_server(client: RedisClient, selection: StoreSelection) -> None:
+    """Load the cluster's slot map, send PING, and reject a cluster node behind `backend: redis`."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+    await client.ping()
+
+    # A cluster node replies to PING but returns MOVED for keys of other nodes' slots, so reject it now.
+    if isinstance(client, Redis) and await cluster_enabled(client) is True:
+        parts = urlsplit(selection.url.get_secret_value() if selection.url is not None else "")
+        node = f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else "HOST:PORT"
+        raise StoreError(
+            f"cannot use {selection.describe()}: this Redis is a cluster node: use backend: "
+            f'redis-cluster with nodes, e.g. store: {{backend: redis-cluster, nodes: ["{node}"]}}'
+        )
+
+
+async def cluster_enabled(client: Redis) -> bool | None:
+    """Return whether INFO cluster reports cluster_enabled:1, or None when the server rejects INFO."""
+    try:
+        info = await client.info("cluster")
+    except ResponseError:
+        # NOTE: behind an ACL, a renamed INFO or a proxy the mode stays unknown, so a
+        # cluster node behind `backend: redis` then fails later with MOVED replies.
+        return None
+    return str(info.get("cluster_enabled", 0)) == "1"
+
+
+async def explain_connect_error(selection: StoreSelection, error: Exception) -> str:
+    """Return why connecting failed and what to change, without the URL's password."""
+    if selection.backend == "redis":
+        return f"{error}; check that redis-server runs there and that the store section names it"
+
+    # The cluster client wraps the last node's error in a generic "cannot be connected" one.
+    detail = str(error.__cause__ or error)
+
+    if isinstance(error, RedisClusterUnreachableError) or not isinstance(error, RedisClusterException):
+        return (
+            f"no node is reachable ({detail}); check that the Redis Cluster nodes run there "
+            "and that nodes lists them"
+        )
+    single = await find_node_without_cluster_mode(selection)
+    if single is not None:
+        return (
+            f"node {single} is reachable, but this node is not in cluster mode: use backend: redis with url, "
+            f"e.g. store: {{backend: redis, url: redis://{single}/0}}"
+        )
+    return (
+        f"{detail}; check that the nodes belong to one Redis Cluster whose CLUSTER INFO "
+        "reports cluster_state:ok, and that nodes lists them"
+    )
+
+
+async def find_node_without_cluster_mode(selection: StoreSelection) -> str | None:
+    """Return the first listed node whose INFO reports cluster_enabled:0, or None."""
+    for node in selection.nodes or []:
+        host, port = parse_node(node)
+        timeouts = {"socket_timeout": selection.timeout, "socket_connect_timeout": selection.timeout}
+        client = Redis(host=host, port=port, **timeouts)
+        try:
+            enabled = await cluster_enabled(client)
+        except CONNECT_ERRORS:
+            continue
+        finally:
+            await client.aclose()
+        if enabled is False:
+            return node
+    return None
 
 
 async def open_store[S](
