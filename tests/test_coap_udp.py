@@ -119,3 +119,35 @@ def test_first_timeout_in_range():
 def test_policy_rejects_zero_timeout():
     with pytest.raises(ValueError, match="ack_timeout must be positive, got 0"):
         udp.RetransmissionPolicy(ack_timeout=0)
+
+
+async def test_reply_repeats_response_for_repeated_con():
+    calls = []
+
+    async def respond(request: Message) -> Message:
+        calls.append(request.mid)
+        return Message(code=Code.CHANGED, payload=b"done")
+
+    deduplicator, ids = udp.Deduplicator(), udp.MessageIds(start=7)
+    datagram = udp.encode(con_request(mid=100))
+    first = await udp.reply_to_datagram(datagram, respond, deduplicator, ids)
+    again = await udp.reply_to_datagram(datagram, respond, deduplicator, ids)
+
+    assert udp.decode(first).code == Code.CHANGED
+    assert udp.decode(first).mtype == udp.ACK
+    assert again == first
+    assert calls == [100]
+
+
+async def test_reply_resets_con_response_and_ignores_ack():
+    async def respond(request: Message) -> Message:
+        raise AssertionError("only requests reach respond")
+
+    deduplicator, ids = udp.Deduplicator(), udp.MessageIds()
+    stray_response, empty_ack = Message(code=Code.CONTENT), Message(code=Code.EMPTY)
+    stray_response.mtype, stray_response.mid, stray_response.token = udp.CON, 5, b"t"
+    empty_ack.mtype, empty_ack.mid = udp.ACK, 6
+    stray, ack = udp.encode(stray_response), udp.encode(empty_ack)
+
+    assert udp.decode(await udp.reply_to_datagram(stray, respond, deduplicator, ids)).mtype == udp.RST
+    assert await udp.reply_to_datagram(ack, respond, deduplicator, ids) is None

@@ -16,7 +16,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiocoap import ACK, CON, NON, RST, Message
 from aiocoap.error import UnparsableMessage
@@ -153,6 +153,37 @@ class Deduplicator:
             if deadline > now:
                 break
             del self._entries[mid]
+
+
+async def reply_to_datagram(
+    datagram: bytes,
+    respond: Callable[[Message], Awaitable[Message]],
+    deduplicator: Deduplicator,
+    ids: MessageIds,
+) -> bytes | None:
+    """Return the datagram that replies to `datagram` on a server that sends no CON, or None.
+
+    A request gets `respond`'s response piggybacked (a repeated CON gets the
+    remembered one again, clause 4.5), a non-request CON gets a Reset, and an
+    ACK or RST gets nothing because no CON of this side waits for it. Raises
+    CoapUdpError for a datagram that is not CoAP.
+    """
+    request = decode(datagram)
+    if request.mtype in (ACK, RST):
+        return None
+    if not request.code.is_request():
+        return encode(reset(request)) if request.mtype == CON else None
+
+    if request.mtype == CON:
+        remembered = deduplicator.seen(request.mid)
+        if remembered is not None:
+            return remembered or None  # b"": the first copy is still being processed.
+        deduplicator.start(request.mid)
+
+    octets = encode(piggybacked_response(request, await respond(request), ids))
+    if request.mtype == CON:
+        deduplicator.finish(request.mid, octets)
+    return octets
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,30 +198,12 @@ class DeviceSession:
 
     async def _answer(self, datagram: bytes) -> None:
         try:
-            request = udp.decode(datagram)
+            reply = await udp.reply_to_datagram(datagram, self._respond, self._deduplicator, self._ids)
         except udp.CoapUdpError as error:
             logger.info("device session %s: datagram ignored: %s", self.session_id, error)
             return
-        if request.mtype in (udp.ACK, udp.RST):
-            return  # The gateway sends no CON, so nothing waits for these.
-        if not request.code.is_request():
-            if request.mtype == udp.CON:
-                self._engine.send(udp.encode(udp.reset(request)))
-            return
-
-        if request.mtype == udp.CON:
-            remembered = self._deduplicator.seen(request.mid)
-            if remembered is not None:
-                if remembered:
-                    self._engine.send(remembered)  # RFC 7252 clause 4.5: the same response again
-                return
-            self._deduplicator.start(request.mid)
-
-        response = udp.piggybacked_response(request, await self._respond(request), self._ids)
-        octets = udp.encode(response)
-        if request.mtype == udp.CON:
-            self._deduplicator.finish(request.mid, octets)
-        self._engine.send(octets)
+        if reply is not None:
+            self._engine.send(reply)
 
     async def _respond(self, request: Message) -> Message:
         if self.device_id is None:
