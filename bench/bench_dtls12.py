@@ -43,6 +43,7 @@ from bench_tls13 import (  # noqa: E402  (needs the path set above)
     Measurement,
     profile,
     run_server,
+    sample_pair,
     server_parts,
     start_subject,
     throughput_view,
@@ -198,16 +199,9 @@ def start_reference() -> tuple:
     return process, port
 
 
-def sample_pair(load: ClientLoad, servers: dict, seconds: float, repeats: int) -> dict[str, list[Measurement]]:
-    """Measure subject and reference alternately with one serial client, `repeats` each."""
-    results: dict[str, list[Measurement]] = {"subject": [], "reference": []}
-    for index in range(repeats):
-        order = ["subject", "reference"] if index % 2 == 0 else ["reference", "subject"]
-        for side in order:
-            process, port = servers[side]
-            source = "new" if side == "subject" else "fixed"
-            results[side].append(load.measure(port, seconds, process.pid, f"1 {source}"))
-    return results
+# One serial client: from a new local port per handshake to the subject, from one fixed port to
+# s_server, which stays connected to the first peer's address.
+SERIAL_CLIENT_OPTIONS = {"subject": "1 new", "reference": "1 fixed"}
 
 
 def run(quick: bool) -> list[dict]:
@@ -223,8 +217,8 @@ def run(quick: bool) -> list[dict]:
         servers["reference"] = start_reference()
         pinned = all(pin_to_cpus(process.pid, SERVER_CPUS) for process, _ in servers.values())
         load = ClientLoad(module, processes=1, threads=1)
-        sample_pair(load, servers, min(seconds, 1.0), 1)  # Warm-up, discarded.
-        results = sample_pair(load, servers, seconds, repeats)
+        sample_pair(load, servers, min(seconds, 1.0), 1, SERIAL_CLIENT_OPTIONS)  # Warm-up, discarded.
+        results = sample_pair(load, servers, seconds, repeats, SERIAL_CLIENT_OPTIONS)
         subject_process, subject_port = servers["subject"]
         concurrent = load.measure(subject_port, seconds, subject_process.pid, f"{CONCURRENT_CLIENTS} new")
     finally:

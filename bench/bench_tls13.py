@@ -313,14 +313,19 @@ def start_reference():
     return process, port
 
 
-def sample_pair(load: ClientLoad, servers: dict, seconds: float, repeats: int) -> dict[str, list[Measurement]]:
-    """Measure subject and reference alternately, `repeats` samples each."""
+def sample_pair(
+    load: ClientLoad, servers: dict, seconds: float, repeats: int, options: dict[str, str] | None = None
+) -> dict[str, list[Measurement]]:
+    """Measure subject and reference alternately, `repeats` samples each.
+
+    `options` gives the client option of each side ("subject", "reference"), if any.
+    """
     results: dict[str, list[Measurement]] = {"subject": [], "reference": []}
     for index in range(repeats):
         order = ["subject", "reference"] if index % 2 == 0 else ["reference", "subject"]
         for side in order:
             process, port = servers[side]
-            results[side].append(load.measure(port, seconds, process.pid))
+            results[side].append(load.measure(port, seconds, process.pid, (options or {}).get(side, "")))
     return results
 
 
