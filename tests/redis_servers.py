@@ -5,7 +5,7 @@ uses the servers that MSGIN5G_TEST_REDIS_URL and MSGIN5G_TEST_REDIS_CLUSTER
 (comma-separated HOST:PORT nodes) name, as `.ci/run` starts them with
 scripts/redis-test-servers. Without them it starts its own `redis-server`
 processes on free loopback ports in a temporary folder, the first time a
-test asks for it, and stops them when the session ends; under pytest-xdist
+test requests it, and stops them when the session ends; under pytest-xdist
 each worker process starts its own set. Tests share the servers, so each
 test uses its own key prefix (`store_selection`).
 

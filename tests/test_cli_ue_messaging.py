@@ -101,7 +101,7 @@ async def test_stored_message_reaches_ue_that_registers_later(plan, deployment):
     assert "stored for later" in [item["message"]["payload"] for item in items]
 
 
-async def test_send_to_offline_ue_without_store_and_forward_rejected(plan, deployment):
+async def test_send_offline_without_store_rejected(plan, deployment):
     sent = msgin5g(
         "ue", "send", *ue_arguments(plan, deployment, plan.ues[0]), "--json",
         "--to", "msgin5g-ue-999", "--payload", "hello",

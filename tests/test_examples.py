@@ -36,7 +36,7 @@ def test_ues_and_gateway_have_distinct_provisioned_supis(provisioning):
     assert {ue.supi, ue_b.supi, gateway.ue.supi} <= supis
 
 
-def test_each_ue_service_id_is_associated_with_its_ue(provisioning):
+def test_ue_service_ids_own_associations(provisioning):
     associations = associations_of(provisioning)
     gateway = load_gateway_config(EXAMPLES / "gateway.yaml")
 

@@ -465,7 +465,7 @@ def test_both_modes_offered_establishes():
 
 def test_shared_context_routes_psk_per_engine():
     # Two connections on one listener context, their handshake steps interleaved:
-    # each must get only its own K_AF (the second client holds a different key).
+    # each must get only its own K_AF (the second client has a different key).
     shared = tls13_psk.SharedServerContext()
     table = KafTable()
     other_a_kid, other_k_af = A_KID.replace("AAAA", "BBBB"), bytes(range(32, 64))

@@ -324,7 +324,7 @@ def _service_list(deployment: LocalDeployment) -> list[str]:
     lines = []
     for name, service in deployment.services.items():
         if service.uris:
-            # Each server has one listener per profile; the name tells the two servers apart.
+            # Each server has one listener per profile, so each line starts with the server's name.
             lines.extend(f"{name} {label} {uri}" for label, uri in service.uris.items())
         else:
             lines.append(f"{name} {service.uri}")

@@ -3,8 +3,8 @@
 The Gateway UE authenticates with AKMA like any UE and registers the devices
 behind it at the MSGin5G Server (TS 33.501 Annex Y.6, TS 23.554 clause
 8.2.7). Each device reaches the gateway over CoAP on DTLS 1.2 with its own
-PSK, the stand-in for PC5 unicast security; one device asks to be
-registered at once (URGENT) and the gateway bulks the others. The server
+PSK, the stand-in for PC5 unicast security. One device requests
+registration at once (URGENT), and the gateway bulks the others. The server
 must reject the one device that has no association with the gateway.
 """
 
@@ -62,7 +62,7 @@ def gateway_config(plan: DemoPlan, deployment: LocalDeployment) -> dict[str, Any
 async def start_gateway(plan: DemoPlan, deployment: LocalDeployment) -> ServiceProcess:
     """Write gateway.yaml into the deployment's folder and start `msgin5g gateway run`."""
     path = deployment.workdir / "gateway.yaml"
-    # The file holds the device PSKs and the gateway's K: readable by this user only.
+    # The file contains the device PSKs and the gateway's K, so only this user may read it.
     path.touch(mode=0o600)
     path.write_text(yaml.safe_dump(gateway_config(plan, deployment), sort_keys=False), encoding="utf-8")
     service = await start_service(

@@ -189,6 +189,7 @@ async def _device_fetch_until(
 
 
 async def _device_receive(device: PlannedDevice, address: tuple[str, int], messages: list[_Message]) -> None:
+    """Fetch as the device; a gateway that fails leaves the message undelivered in its row."""
     try:
         await _device_fetch_until(device, address, messages)
     except DeviceError:
@@ -196,9 +197,5 @@ async def _device_receive(device: PlannedDevice, address: tuple[str, int], messa
 
 
 async def _device_reports(device: PlannedDevice, address: tuple[str, int], message: _Message) -> None:
-    if message.cause is not None:
-        return
-    try:
-        await _device_fetch_until(device, address, [message])
-    except DeviceError:
-        return
+    if message.cause is None:
+        await _device_receive(device, address, [message])

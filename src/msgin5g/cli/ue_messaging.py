@@ -4,7 +4,7 @@ Both commands authenticate the UE (5G AKA, AKMA), open its secured session
 and register its UE service ID before they send or fetch. `send` prints the
 server's MSGRESP and, with --delivery-report, waits for the delivery report (IMDN) on
 the message. `listen` prints every message and report that arrives, sends an
-IMDN for each message that asks for one, and stops after --duration seconds
+IMDN for each message that requests one, and stops after --duration seconds
 or --count items, or at Ctrl-C.
 """
 
@@ -20,20 +20,28 @@ from typing import Any
 
 from msgin5g.cli.errors import UsageError
 from msgin5g.service.client import new_http_client
-from msgin5g.service.messages import DeliveryStatus, InboxItem, MessageType, invalid_msg_id
+from msgin5g.service.messages import (
+    DeliveryStatus,
+    InboxItem,
+    MessageType,
+    Operation,
+    invalid_msg_id,
+    request_schema,
+)
 from msgin5g.service.messaging_client import MessagingError, MessagingSession, new_msg_id
 from msgin5g.service.ue_profile import UeProfile
 from msgin5g.service.usim import Usim
 
 DEFAULT_REPORT_WAIT_SECONDS = 10.0
-MAX_PAYLOAD_CHARACTERS = 8192
+# The MSG schema's limit, so that the CLI and the server agree.
+MAX_PAYLOAD_CHARACTERS: int = request_schema(Operation.MSG)["properties"]["payload"]["maxLength"]
 # A stored message waits at most this long unless the server's maximum is lower.
 MAX_EXPIRY_SECONDS = 7 * 24 * 3600
 
 # Adds the options that build a UE profile; the parser's `build_profile` default builds it.
 AddOptions = Callable[[argparse.ArgumentParser], None]
 
-# What a CLI user changes for a rejection whose server detail names JSON members.
+# Hints in CLI terms for rejections whose server detail names JSON members.
 CAUSE_HINTS = {
     "RECIPIENT_NOT_REGISTERED": "hint: add --store-and-forward to let the server keep it until the recipient registers",
     "ORIGINATOR_NOT_REGISTERED": "hint: check --ue-service-id; it must be a UE service ID associated with this UE",

@@ -41,7 +41,7 @@ class RegistrationBatcher:
         self.bulks_sent = 0
 
     async def register(self, entry: BulkEntry) -> dict[str, Any]:
-        """Add `entry` to the next BULK_REG and return its result once the server answered."""
+        """Add `entry` to the next BULK_REG and return its result once the server has responded."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         if entry.ue_service_id in self._pending:

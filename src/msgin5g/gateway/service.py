@@ -432,7 +432,7 @@ class GatewayService:
                 logger.info("IMDN for %s kept for a later attempt: %s", report.get("msgId"), error.detail)
                 return sent
             if not reply.accepted:
-                # NOTE: a rejected IMDN is dropped, because sending it again gets the same answer.
+                # NOTE: a rejected IMDN is dropped, because sending it again gets the same response.
                 logger.warning(
                     "the server rejected the IMDN for %s: %s %s", report.get("msgId"), reply.cause, reply.detail
                 )

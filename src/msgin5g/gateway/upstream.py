@@ -16,7 +16,7 @@ MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
 
 
 class UpstreamError(Exception):
-    """No response from the MSGin5G Server; `cause` is a short code, the message says what to check."""
+    """No response from the MSGin5G Server; `cause` is a short code, the message names what to check."""
 
     def __init__(self, cause: str, detail: str) -> None:
         super().__init__(detail)

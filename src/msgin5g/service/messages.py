@@ -163,7 +163,7 @@ class Cause(enum.StrEnum):
     UNKNOWN_MESSAGE = "UNKNOWN_MESSAGE"
     # A bulk registration entry whose expirationTime had passed; only per entry.
     REQUEST_EXPIRED = "REQUEST_EXPIRED"
-    # The recipient's queue holds the configured maximum of items.
+    # The recipient's queue contains the configured maximum of items.
     STORE_FULL = "STORE_FULL"
 
 

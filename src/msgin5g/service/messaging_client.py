@@ -7,7 +7,7 @@ each request is its own exchange.
 
 The server delivers by fetch: `listen()` fetches the inbox every `interval`
 seconds, hands every new item to the handler, sends an IMDN for each MSG that
-asks for one, and acknowledges the items in the next fetch. Items stay queued
+requests one, and acknowledges the items in the next fetch. Items stay queued
 on the server until acknowledged, so the session drops repeated items by
 (message type, oriAddr, msgId, UE service ID).
 

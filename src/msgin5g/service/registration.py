@@ -47,7 +47,7 @@ class RegistrationService:
         }
 
     async def handle(self, request: Message, ue_id: str, connection_id: str) -> Message:
-        """Answer one CoAP request through a router that serves only these operations.
+        """Handle one CoAP request through a router that serves only these operations.
 
         Listeners in production get a `Msgin5gRouter` with every operation; this
         serves callers (tests, tools) that need registration only.
